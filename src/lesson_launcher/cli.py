@@ -1,0 +1,152 @@
+"""lesson list | lesson run LESSON [DEMO] [options] | lesson test [pytest args]
+
+Only the standard library is imported until the async mode is chosen and
+patched in; Flask and the lesson come after.
+"""
+import argparse
+import importlib.util
+import os
+import sys
+
+from . import catalog, modes
+
+USAGE_HINT = "run `lesson --help` for usage"
+INHERITED_FD = "LESSON_SERVER_FD"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a wrong command line gets one line on stderr and status 2."""
+
+    def error(self, message):
+        self.exit(2, f"lesson: {message}; {USAGE_HINT}\n")
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="lesson", description="List, run and test the Flask-SocketIO lessons.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    list_ = commands.add_parser("list", help="list the lessons, or the demos of one lesson")
+    list_.add_argument("lesson", nargs="?", help="01, 01_basic or basic")
+
+    run = commands.add_parser("run", help="serve one lesson (one demo of it)")
+    run.add_argument("lesson", help="01, 01_basic or basic")
+    run.add_argument("demo", nargs="?", help="the demo, for a lesson that has several")
+    run.add_argument("--mode", default="auto", choices=("auto",) + modes.MODES,
+                     help="async mode (default: auto, the first installed of "
+                          "eventlet, gevent, threading, as Flask-SocketIO picks)")
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    run.add_argument("--port", default=5000, type=port_number,
+                     help="port (default: 5000; 0 picks a free one)")
+    run.add_argument("--debug", action="store_true",
+                     help="Flask debug mode, request logging and the code reloader")
+
+    commands.add_parser("test", help="run the test suite (extra arguments go to pytest)",
+                        add_help=False)
+    return parser
+
+
+def fail(message: str) -> "NoReturn":  # noqa: F821
+    print(f"lesson: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"]:  # everything after `test` belongs to pytest
+        return run_tests(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return list_lessons(args.lesson)
+        return run_lesson(args)
+    except (catalog.NotFound, modes.ModeUnavailable) as error:
+        fail(str(error))
+
+
+def list_lessons(key=None) -> int:
+    if key is None:
+        lessons = catalog.all_lessons()
+        width = max(len(lesson.name) for lesson in lessons)
+        for lesson in lessons:
+            print(f"{lesson.name:<{width}}  {lesson.description}")
+        return 0
+    lesson = catalog.find_lesson(key)
+    demos = lesson.demos()
+    width = max(len(name) for name in demos)
+    for name, file in demos.items():
+        print(f"{name:<{width}}  {catalog.describe_demo(file)}")
+    return 0
+
+
+def run_tests(pytest_args) -> int:
+    root = catalog.repository_root()
+    os.chdir(root)
+    command = [sys.executable, "-m", "pytest"]
+    if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in pytest_args):
+        command += ["-n", "auto"]  # one worker per core; lessons run on separate servers
+    os.execv(sys.executable, command + list(pytest_args))
+
+
+def run_lesson(args) -> int:
+    lesson = catalog.find_lesson(args.lesson)
+    demo, file = lesson.demo(args.demo)
+    label = lesson.name if len(lesson.demos()) == 1 else f"{lesson.name}/{demo}"
+    mode = modes.pick(args.mode)
+    if args.mode == "auto":
+        print(f"lesson: --mode auto picked {mode} (the first installed of "
+              f"{', '.join(modes.AUTO_ORDER)})", file=sys.stderr)
+    modes.patch(mode)  # before Flask or the lesson is imported
+
+    from . import serve  # noqa: E402  (after patching, on purpose)
+
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child: reuse the socket
+        sock = serve.socket.socket(fileno=int(os.environ[INHERITED_FD]))
+    else:
+        try:
+            sock = serve.listen(args.host, args.port)
+        except serve.CannotListen as error:
+            fail(str(error))
+
+    def serve_lesson():
+        app = load_app(file, mode, args.debug)
+        serve.announce(label, app.extensions["socketio"].async_mode, sock)
+        try:
+            serve.serve(mode, app, sock, log_requests=args.debug)
+        except KeyboardInterrupt:
+            pass
+
+    try:
+        if args.debug:
+            from werkzeug._reloader import run_with_reloader  # as socketio.run(use_reloader=True)
+
+            # The reloader restarts this program in a child process that
+            # inherits the listening socket, so the port stays the same.
+            os.set_inheritable(sock.fileno(), True)
+            os.environ[INHERITED_FD] = str(sock.fileno())
+            run_with_reloader(serve_lesson)
+        else:
+            serve_lesson()
+    except KeyboardInterrupt:
+        pass
+    print("lesson: stopped", file=sys.stderr)
+    return 0
+
+
+def load_app(file, mode: str, debug: bool):
+    """Import the lesson module from its file and build its app in ``mode``."""
+    sys.path.insert(0, str(file.parent))  # so a demo can import its lesson's helpers
+    name = f"lesson_{file.parent.name}_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # Flask finds templates/ through the module's file
+    spec.loader.exec_module(module)
+    app = module.create_app(async_mode=mode)
+    if debug:
+        app.debug = True
+    return app

@@ -1,0 +1,91 @@
+"""Serve a WSGI app in one async mode, on a socket we bound ourselves.
+
+This is what ``socketio.run(app)`` does (see flask_socketio.SocketIO.run),
+with two differences a test harness needs: we bind the listening socket first,
+so ``--port 0`` can report the port the kernel chose, and we print one ready
+line as soon as that socket accepts connections. In your own app, call
+``socketio.run(app)``.
+"""
+import logging
+import signal
+import socket
+import sys
+
+
+class CannotListen(OSError):
+    pass
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; after monkey patching it is a cooperative one."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        return socket.create_server(address, family=family)
+    except socket.gaierror as error:
+        raise CannotListen(f"cannot listen on host {host!r}: {error.strerror}") from None
+    except OSError as error:
+        if error.errno == 98 or "in use" in str(error).lower():
+            hint = " (on macOS, AirPlay Receiver takes 5000)" if port == 5000 else ""
+            raise CannotListen(f"port {port} on {host} is already in use{hint}; "
+                               "pick another with --port, or --port 0 for any free one") from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_on_signals(handler=raise_keyboard_interrupt, install=signal.signal) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server cleanly, even where SIGINT
+    was inherited as ignored (a shell's background job, some CI runners)."""
+    try:
+        install(signal.SIGINT, handler)
+        install(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (--debug's reloader): it handles Ctrl-C itself
+        pass
+
+
+def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
+    """Serve until Ctrl-C or SIGTERM, then return."""
+    if mode == "eventlet":
+        import eventlet.wsgi
+
+        # eventlet.wsgi.server catches KeyboardInterrupt itself and returns.
+        stop_on_signals()
+        eventlet.wsgi.server(sock, app, log_output=log_requests)
+    elif mode == "gevent":
+        from gevent import pywsgi
+
+        # WebSocket comes from simple-websocket (engineio.async_drivers.gevent),
+        # so the plain pywsgi server is enough; gevent-websocket is not needed.
+        import gevent
+
+        server = pywsgi.WSGIServer(sock, app, log="default" if log_requests else None)
+        # A signal handler that raised would do so inside gevent's hub (which
+        # prints a traceback): ask the server to stop instead.
+        stop_on_signals(lambda: server.stop(timeout=1), gevent.signal_handler)
+        server.serve_forever()
+    else:
+        from werkzeug.serving import make_server
+
+        if not log_requests:  # Werkzeug logs every request unless told not to
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        host, port = sock.getsockname()[:2]
+        # threaded=True: one thread per connection, which long-polling and
+        # WebSocket connections need. This is also what socketio.run() does.
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        stop_on_signals()
+        server.serve_forever()  # returns on KeyboardInterrupt
+
+
+def url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def announce(lesson_name: str, async_mode: str, sock: socket.socket) -> None:
+    """The ready line that tests, notebooks and people wait for."""
+    print(f"Serving {lesson_name} (async_mode={async_mode}) on {url(sock)}", flush=True)
+    sys.stdout.flush()
