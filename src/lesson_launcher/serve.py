@@ -20,7 +20,13 @@ def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket; after monkey patching it is a cooperative one."""
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        return socket.create_server(address, family=family)
+        sock = socket.create_server(address, family=family)
+        # Real-time messages are small: send each at once rather than letting
+        # Nagle's algorithm hold the second of two back-to-back messages (an
+        # event and its ack) for the client's delayed ACK, about 40 ms.
+        # Accepted connections inherit this option from the listening socket.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     except socket.gaierror as error:
         raise CannotListen(f"cannot listen on host {host!r}: {error.strerror}") from None
     except OSError as error:
@@ -60,20 +66,46 @@ def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
         # so the plain pywsgi server is enough; gevent-websocket is not needed.
         import gevent
 
-        server = pywsgi.WSGIServer(sock, app, log="default" if log_requests else None)
+        class Handler(pywsgi.WSGIHandler):
+            """Close the TCP connection when a WebSocket session ends.
+
+            Otherwise pywsgi keeps it open for a next HTTP request, reads the
+            client's last WebSocket frames as one, and logs "Invalid HTTP
+            method" for every client that leaves (socketio.run() has the same
+            noise in gevent mode without gevent-websocket)."""
+
+            def handle_one_response(self):
+                super().handle_one_response()
+                if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+                    self.close_connection = True
+
+        server = pywsgi.WSGIServer(sock, app, handler_class=Handler,
+                                   log="default" if log_requests else None)
         # A signal handler that raised would do so inside gevent's hub (which
         # prints a traceback): ask the server to stop instead.
         stop_on_signals(lambda: server.stop(timeout=1), gevent.signal_handler)
         server.serve_forever()
     else:
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Handler(WSGIRequestHandler):
+            """Close the TCP connection when a WebSocket session ends (as for
+            gevent above); otherwise Werkzeug logs the client's goodbye frames
+            as bad requests, and never answers its WebSocket close, which
+            leaves the client waiting 3 s to give up on it."""
+
+            def run_wsgi(self):
+                super().run_wsgi()
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    self.close_connection = True
 
         if not log_requests:  # Werkzeug logs every request unless told not to
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
         host, port = sock.getsockname()[:2]
         # threaded=True: one thread per connection, which long-polling and
         # WebSocket connections need. This is also what socketio.run() does.
-        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        server = make_server(host, port, app, threaded=True, request_handler=Handler,
+                             fd=sock.fileno())
         stop_on_signals()
         server.serve_forever()  # returns on KeyboardInterrupt
 

@@ -1,0 +1,101 @@
+"""Fixtures shared by every test file. Read top to bottom:
+
+* every test module runs once per async ``mode`` (eventlet, gevent, threading);
+* ``serve("01")`` starts that lesson through the real launcher, in that mode,
+  on a free port, waits for its ready line and stops it (Ctrl-C) after the module;
+* ``connect(server)`` gives a python-socketio client connected over a real
+  socket, which records every event it receives;
+* ``page`` is a fresh tab of a real headless Chromium.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import MODES, LessonServer, RecordingClient
+
+
+@pytest.fixture(scope="module", params=MODES)
+def mode(request):
+    """The async mode a test module runs in; each module runs in all three."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def serve(mode):
+    """serve(lesson, demo=None, **settings) -> a running LessonServer in this module's mode.
+
+    Settings become FLASK_* environment variables, read by the lesson's
+    app.config.from_prefixed_env(). Servers live until the module ends.
+    """
+    started = []
+
+    def start(lesson, demo=None, **settings):
+        server = LessonServer(lesson, demo, mode=mode, settings=settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        status = server.interrupt()
+        assert status == 0, f"Ctrl-C ended the server with status {status}:\n{server.stderr_text}"
+        assert "Traceback" not in server.stderr_text, server.stderr_text
+
+
+@pytest.fixture
+def connect():
+    """connect(server, namespaces=("/test_conn",), transports=None) -> a connected RecordingClient."""
+    clients = []
+
+    def open_client(server, namespaces=("/test_conn",), transports=None):
+        client = RecordingClient(server.url, namespaces, transports)
+        clients.append(client)
+        return client.connect()
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+# --- a real browser ---------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium(playwright):
+    """$CHROMIUM, a system Chromium, or the one `playwright install chromium` downloads."""
+    candidates = [os.environ.get("CHROMIUM")] + [shutil.which(name) for name in SYSTEM_CHROMIUMS]
+    candidates.append(playwright.chromium.executable_path)
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail("no Chromium found for the browser tests. Install one: "
+                "`sudo apt-get install chromium` (Debian/Ubuntu), or "
+                "`.venv/bin/playwright install chromium` (any OS), or set CHROMIUM=/path/to/chrome",
+                pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=find_chromium(playwright),
+                                              headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab; closed after the test. Its console errors fail the test."""
+    context = browser.new_context()
+    tab = context.new_page()
+    errors = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, f"the page raised JavaScript errors: {errors}"

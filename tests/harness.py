@@ -1,0 +1,200 @@
+"""The machinery behind the fixtures in conftest.py: a lesson server in a
+subprocess, and a python-socketio client that records what it receives.
+
+Nothing here sleeps to synchronise: every wait is on a condition with a
+deadline, and a failed wait says what did arrive.
+"""
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import socketio
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("eventlet", "gevent", "threading")
+READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)\) on (?P<url>http://\S+/)$")
+START_TIMEOUT = 20  # seconds for a server to print its ready line (cold imports on a busy CI machine)
+STOP_TIMEOUT = 10
+EVENT_TIMEOUT = 5   # default bound for waiting on one event
+
+
+def lesson_command() -> list:
+    """The real launcher: the ``lesson`` console script installed beside this Python."""
+    script = shutil.which("lesson", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "lesson_launcher.cli"]
+
+
+def run_lesson_command(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
+    """Run ``lesson ARGS`` to completion (for commands that exit by themselves)."""
+    return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+class LessonServer:
+    """``lesson run LESSON [DEMO] --mode MODE --port 0`` in a subprocess."""
+
+    def __init__(self, lesson, demo=None, mode="threading", settings=None, extra_args=()):
+        self.args = ["run", lesson] + ([demo] if demo else []) + [
+            "--mode", mode, "--port", "0", *extra_args]
+        self.env = {**os.environ, **{f"FLASK_{k}": str(v) for k, v in (settings or {}).items()}}
+        self.mode = mode
+        self.process = None
+        self.url = None
+        self.ready_line = None
+        self.stdout_lines = queue.Queue()
+        self.stderr = []
+
+    def start(self):
+        self.process = subprocess.Popen(
+            lesson_command() + self.args, env=self.env, text=True, bufsize=1,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines.put),
+                         daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr.append),
+                         daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                line = self.stdout_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.kill()
+                raise AssertionError(f"no ready line within {START_TIMEOUT}s from "
+                                     f"lesson {' '.join(self.args)}; stderr:\n{self.stderr_text}")
+            if line is None:  # stdout closed: the process died
+                self.process.wait(STOP_TIMEOUT)
+                raise AssertionError(f"lesson {' '.join(self.args)} exited with "
+                                     f"{self.process.returncode} before it was ready; "
+                                     f"stderr:\n{self.stderr_text}")
+            match = READY_LINE.match(line.rstrip("\n"))
+            if match:
+                self.ready_line = match
+                self.url = match["url"]
+                return self
+
+    @staticmethod
+    def _pump(stream, put):
+        for line in stream:
+            put(line)
+        put(None)
+
+    @property
+    def stderr_text(self) -> str:
+        return "".join(line for line in list(self.stderr) if line)
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a person would press it; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"lesson {' '.join(self.args)} ignored Ctrl-C for "
+                                 f"{STOP_TIMEOUT}s; stderr:\n{self.stderr_text}")
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+
+
+@dataclass
+class Received:
+    event: str
+    namespace: str
+    args: tuple
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def data(self):
+        """The first argument, which is the payload for every event in these lessons."""
+        return self.args[0] if self.args else None
+
+
+class RecordingClient:
+    """A python-socketio client that records every event of every namespace."""
+
+    def __init__(self, url, namespaces=("/test_conn",), transports=None):
+        self.url = url
+        self.namespaces = list(namespaces)
+        self.received = []
+        self.changed = threading.Condition()
+        # Reconnection would hide a dropped connection from the test.
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("*", self._record_event, namespace="*")
+        self.sio.on("connect", lambda ns: self._record("connect", ns, ()), namespace="*")
+        self.sio.on("disconnect", lambda ns, *reason: self._record("disconnect", ns, reason),
+                    namespace="*")
+        self.connected_at = None
+        self.transports = transports
+
+    def connect(self, wait_timeout=EVENT_TIMEOUT):
+        started = time.monotonic()
+        self.sio.connect(self.url, namespaces=self.namespaces, transports=self.transports,
+                         wait_timeout=wait_timeout)
+        self.connected_at = time.monotonic()
+        self.connect_started_at = started
+        return self
+
+    def _record_event(self, event, namespace, *args):
+        self._record(event, namespace, args)
+
+    def _record(self, event, namespace, args):
+        with self.changed:
+            self.received.append(Received(event, namespace, args))
+            self.changed.notify_all()
+
+    # --- sending -----------------------------------------------------------
+    def emit(self, event, *args, namespace="/test_conn"):
+        self.sio.emit(event, args[0] if len(args) == 1 else args or None, namespace=namespace)
+
+    def call(self, event, *args, namespace="/test_conn", timeout=EVENT_TIMEOUT):
+        """Emit and wait (bounded) for the acknowledgement; returns what the handler returned."""
+        data = args[0] if len(args) == 1 else (args or None)
+        return self.sio.call(event, data, namespace=namespace, timeout=timeout)
+
+    # --- what arrived ------------------------------------------------------
+    def events(self, event=None, namespace=None) -> list:
+        with self.changed:
+            return [r for r in self.received
+                    if (event is None or r.event == event)
+                    and (namespace is None or r.namespace == namespace)]
+
+    def payloads(self, event, namespace="/test_conn") -> list:
+        return [r.data for r in self.events(event, namespace)]
+
+    def wait_for(self, event, count=1, namespace="/test_conn", timeout=EVENT_TIMEOUT) -> list:
+        """Block until ``count`` ``event``s have arrived; return them (Received records)."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                found = [r for r in self.received if r.event == event and r.namespace == namespace]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"waited {timeout}s for {count} {event!r} on {namespace}, got {len(found)}; "
+                        f"everything received: {[(r.event, r.namespace, r.args) for r in self.received]}")
+                self.changed.wait(left)
+
+    def sync(self, event="my ping", namespace="/test_conn"):
+        """A round trip to the server and back on this client's connection.
+
+        Messages on one connection arrive in order, so once the ack of an
+        event sent *now* is back, anything the server sent this client
+        earlier has arrived too. That turns "never receives X" into a check
+        with no sleep in it: do the thing, sync, then look.
+        """
+        self.call(event, namespace=namespace)
+
+    def close(self):
+        self.sio.disconnect()
