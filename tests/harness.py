@@ -56,10 +56,13 @@ class LessonServer:
         self.process = subprocess.Popen(
             lesson_command() + self.args, env=self.env, text=True, bufsize=1,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines.put),
-                         daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr.append),
-                         daemon=True).start()
+        self.pumps = [
+            threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines.put),
+                             daemon=True),
+            threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr.append),
+                             daemon=True)]
+        for pump in self.pumps:
+            pump.start()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -94,11 +97,14 @@ class LessonServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
         try:
-            return self.process.wait(STOP_TIMEOUT)
+            status = self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"lesson {' '.join(self.args)} ignored Ctrl-C for "
                                  f"{STOP_TIMEOUT}s; stderr:\n{self.stderr_text}")
+        for pump in self.pumps:  # read what it printed last
+            pump.join(STOP_TIMEOUT)
+        return status
 
     def kill(self):
         if self.process and self.process.poll() is None:

@@ -11,7 +11,6 @@ import sys
 from . import catalog, modes
 
 USAGE_HINT = "run `lesson --help` for usage"
-INHERITED_FD = "LESSON_SERVER_FD"
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,7 +43,7 @@ def build_parser() -> Parser:
     run.add_argument("--port", default=5000, type=port_number,
                      help="port (default: 5000; 0 picks a free one)")
     run.add_argument("--debug", action="store_true",
-                     help="Flask debug mode, request logging and the code reloader")
+                     help="Flask debug mode and request logging (restart by hand after an edit)")
 
     commands.add_parser("test", help="run the test suite (extra arguments go to pytest)",
                         add_help=False)
@@ -67,6 +66,9 @@ def main(argv=None) -> int:
         return run_lesson(args)
     except (catalog.NotFound, modes.ModeUnavailable) as error:
         fail(str(error))
+    except KeyboardInterrupt:  # Ctrl-C before the server was up
+        print("lesson: stopped", file=sys.stderr)
+        return 0
 
 
 def list_lessons(key=None) -> int:
@@ -105,36 +107,14 @@ def run_lesson(args) -> int:
 
     from . import serve  # noqa: E402  (after patching, on purpose)
 
-    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child: reuse the socket
-        sock = serve.socket.socket(fileno=int(os.environ[INHERITED_FD]))
-    else:
-        try:
-            sock = serve.listen(args.host, args.port)
-        except serve.CannotListen as error:
-            fail(str(error))
-
-    def serve_lesson():
-        app = load_app(file, mode, args.debug)
-        serve.announce(label, app.extensions["socketio"].async_mode, sock)
-        try:
-            serve.serve(mode, app, sock, log_requests=args.debug)
-        except KeyboardInterrupt:
-            pass
-
     try:
-        if args.debug:
-            from werkzeug._reloader import run_with_reloader  # as socketio.run(use_reloader=True)
-
-            # The reloader restarts this program in a child process that
-            # inherits the listening socket, so the port stays the same.
-            os.set_inheritable(sock.fileno(), True)
-            os.environ[INHERITED_FD] = str(sock.fileno())
-            run_with_reloader(serve_lesson)
-        else:
-            serve_lesson()
-    except KeyboardInterrupt:
-        pass
-    print("lesson: stopped", file=sys.stderr)
+        sock = serve.listen(args.host, args.port)
+    except serve.CannotListen as error:
+        fail(str(error))
+    app = load_app(file, mode, args.debug)
+    serve.stop_on_signals()
+    serve.announce(label, app.extensions["socketio"].async_mode, sock)
+    serve.serve(mode, app, sock, log_requests=args.debug)
     return 0
 
 

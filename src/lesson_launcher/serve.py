@@ -7,6 +7,7 @@ line as soon as that socket accepts connections. In your own app, call
 ``socketio.run(app)``.
 """
 import logging
+import os
 import signal
 import socket
 import sys
@@ -37,35 +38,38 @@ def listen(host: str, port: int) -> socket.socket:
         raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM end the server at once, with status 0.
 
+    A Socket.IO server holds connections that never finish by themselves
+    (WebSocket, long-polling), and each server's graceful stop waits for
+    them: eventlet.wsgi.server joins every connection, gevent and Werkzeug
+    wait for their handlers. So the launcher does not wait: it says so and
+    exits. The clients see their connections close, as when a server dies,
+    and a reconnecting client (the page) comes back when you start it again.
+    Installed explicitly, so it also works where SIGINT was inherited as
+    ignored (a shell's background job, some CI runners).
+    """
+    def stop(signum, frame):
+        print("lesson: stopped", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
 
-def stop_on_signals(handler=raise_keyboard_interrupt, install=signal.signal) -> None:
-    """Ctrl-C (SIGINT) and SIGTERM stop the server cleanly, even where SIGINT
-    was inherited as ignored (a shell's background job, some CI runners)."""
-    try:
-        install(signal.SIGINT, handler)
-        install(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (--debug's reloader): it handles Ctrl-C itself
-        pass
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
-    """Serve until Ctrl-C or SIGTERM, then return."""
+    """Serve until the process is stopped (see stop_on_signals)."""
     if mode == "eventlet":
         import eventlet.wsgi
 
-        # eventlet.wsgi.server catches KeyboardInterrupt itself and returns.
-        stop_on_signals()
         eventlet.wsgi.server(sock, app, log_output=log_requests)
     elif mode == "gevent":
         from gevent import pywsgi
 
         # WebSocket comes from simple-websocket (engineio.async_drivers.gevent),
         # so the plain pywsgi server is enough; gevent-websocket is not needed.
-        import gevent
-
         class Handler(pywsgi.WSGIHandler):
             """Close the TCP connection when a WebSocket session ends.
 
@@ -81,9 +85,6 @@ def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
 
         server = pywsgi.WSGIServer(sock, app, handler_class=Handler,
                                    log="default" if log_requests else None)
-        # A signal handler that raised would do so inside gevent's hub (which
-        # prints a traceback): ask the server to stop instead.
-        stop_on_signals(lambda: server.stop(timeout=1), gevent.signal_handler)
         server.serve_forever()
     else:
         from werkzeug.serving import WSGIRequestHandler, make_server
@@ -106,8 +107,7 @@ def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
         # WebSocket connections need. This is also what socketio.run() does.
         server = make_server(host, port, app, threaded=True, request_handler=Handler,
                              fd=sock.fileno())
-        stop_on_signals()
-        server.serve_forever()  # returns on KeyboardInterrupt
+        server.serve_forever()
 
 
 def url(sock: socket.socket) -> str:

@@ -1,0 +1,156 @@
+"""The `lesson` command's contract: list, run, the ready line, Ctrl-C, and
+one clear line with exit status 2 for every wrong command line."""
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from harness import READY_LINE, ROOT, LessonServer, RecordingClient, run_lesson_command
+
+LESSON_FOLDERS = sorted(p.name for p in (ROOT / "lessons").iterdir() if re.match(r"\d\d_", p.name))
+
+
+def readme_heading(folder):
+    first = (ROOT / "lessons" / folder / "README.md").read_text(encoding="utf-8").splitlines()[0]
+    return first.removeprefix("# ").split(": ", 1)[1]
+
+
+# --- lesson list ----------------------------------------------------------------
+
+def test_list_prints_each_lesson_folder_with_its_one_line_description():
+    result = run_lesson_command("list")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == LESSON_FOLDERS
+    for line, folder in zip(lines, LESSON_FOLDERS):
+        assert line.split(None, 1)[1] == readme_heading(folder)
+
+
+@pytest.mark.parametrize("key", ["01", "01_basic", "basic"])
+def test_a_lesson_is_named_by_number_folder_or_topic(key):
+    result = run_lesson_command("list", key)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:1] == ["app"]
+    assert "Send an event" in result.stdout
+
+
+def test_the_wrapper_reuses_the_installed_venv_without_reinstalling():
+    """Run ./lesson through the system Python: the lock has not changed, so it
+    goes straight to the `lesson` command (nothing printed on stderr)."""
+    result = subprocess.run([sys.executable, str(ROOT / "lesson"), "list"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert result.stdout == run_lesson_command("list").stdout
+
+
+# --- lesson run: ready line, modes, Ctrl-C -----------------------------------------
+
+def test_the_ready_line_comes_once_the_server_accepts_connections(mode):
+    server = LessonServer("basic", mode=mode).start()
+    try:
+        assert re.fullmatch(r"Serving 01_basic \(async_mode=%s\) on http://127\.0\.0\.1:\d+/" % mode,
+                            server.ready_line.group(0))
+        # Connecting at once, with no retry, works: the line was not early.
+        client = RecordingClient(server.url).connect()
+        assert client.call("my ping") == "pong"
+        client.close()
+    finally:
+        assert server.interrupt() == 0
+
+
+def test_ctrl_c_stops_the_server_cleanly_while_clients_are_connected(mode):
+    server = LessonServer("01", mode=mode).start()
+    websocket = RecordingClient(server.url).connect()
+    polling = RecordingClient(server.url, transports=["polling"]).connect()
+    assert websocket.sio.transport() == "websocket"
+
+    status = server.interrupt()
+
+    assert status == 0
+    assert "Traceback" not in server.stderr_text
+    assert server.stderr_text.rstrip().endswith("lesson: stopped")
+    websocket.wait_for("disconnect")
+    polling.close()
+
+
+def test_auto_mode_picks_like_flask_socketio_and_says_so():
+    server = LessonServer("01", mode="auto").start()
+    try:
+        # eventlet is installed here, and python-engineio tries it first.
+        assert server.ready_line["mode"] == "eventlet"
+        assert "--mode auto picked eventlet" in server.stderr_text
+    finally:
+        assert server.interrupt() == 0
+
+
+def test_threading_mode_runs_without_a_terminal():
+    """socketio.run() refuses Werkzeug without a TTY; the launcher does not need one.
+    LessonServer starts every server with stdin from /dev/null, as CI and notebooks do."""
+    server = LessonServer("01", mode="threading").start()
+    try:
+        assert server.ready_line["mode"] == "threading"
+    finally:
+        assert server.interrupt() == 0
+
+
+def test_debug_turns_on_request_logging(mode):
+    server = LessonServer("01", mode=mode, extra_args=["--debug"]).start()
+    try:
+        client = RecordingClient(server.url, transports=["polling"]).connect()
+        client.close()
+    finally:
+        assert server.interrupt() == 0
+    assert re.search(r"GET /socket.io/\?\S*transport=polling", server.stderr_text), server.stderr_text
+
+
+def test_without_debug_requests_are_not_logged(mode):
+    server = LessonServer("01", mode=mode).start()
+    try:
+        client = RecordingClient(server.url, transports=["polling"]).connect()
+        client.close()
+    finally:
+        assert server.interrupt() == 0
+    assert "GET /socket.io/" not in server.stderr_text
+
+
+# --- a wrong command line: one line on stderr, status 2, no traceback -----------------
+
+WRONG_COMMAND_LINES = {
+    "unknown lesson": (["run", "99"], "no lesson '99'; the lessons are: 01_basic, "),
+    "unknown demo": (["run", "01", "nope"], "lesson 01_basic has no demo 'nope'"),
+    "unknown mode": (["run", "01", "--mode", "tornado"], "invalid choice: 'tornado'"),
+    "port not a number": (["run", "01", "--port", "http"], "port must be a number from 0 to 65535, not 'http'"),
+    "port out of range": (["run", "01", "--port", "70000"], "port must be a number from 0 to 65535, not '70000'"),
+    "negative port": (["run", "01", "--port=-1"], "port must be a number from 0 to 65535, not '-1'"),
+    "no command": ([], "the following arguments are required: command"),
+    "unknown command": (["serve", "01"], "invalid choice: 'serve'"),
+    "list of unknown lesson": (["list", "42"], "no lesson '42'"),
+}
+
+
+@pytest.mark.parametrize("args, explanation", WRONG_COMMAND_LINES.values(), ids=WRONG_COMMAND_LINES.keys())
+def test_a_wrong_command_line_gets_one_clear_line_and_status_2(args, explanation):
+    result = run_lesson_command(*args)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("lesson: ")
+    assert explanation in result.stderr
+
+
+def test_a_port_already_taken_gets_one_clear_line_and_status_2(mode):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_lesson_command("run", "01", "--mode", mode, "--port", str(port))
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if "eventlet is deprecated" not in line]
+    assert lines == [f"lesson: port {port} on 127.0.0.1 is already in use; "
+                     "pick another with --port, or --port 0 for any free one"]
