@@ -1,7 +1,8 @@
 """Find lessons and their demos on disk, without importing them.
 
 A lesson is a folder ``lessons/NN_topic/``. Each ``*.py`` file in it that
-defines an app is a demo; a lesson with a single demo calls it ``app.py``.
+defines an app is a demo; ``app.py``, where there is one, is the lesson's
+main demo, run when no demo is named.
 The first heading of the lesson's README.md is its one-line description.
 """
 import ast
@@ -51,9 +52,11 @@ class Lesson:
         return found
 
     def demo(self, name=None) -> tuple:
-        """(name, file) of one demo; ``None`` is allowed when there is only one."""
+        """(name, file) of one demo; ``None`` means ``app``, or the only demo."""
         demos = self.demos()
         if name is None:
+            if "app" in demos:
+                return "app", demos["app"]
             if len(demos) == 1:
                 return next(iter(demos.items()))
             raise NotFound(f"lesson {self.name} has several demos, name one: {', '.join(demos)}")

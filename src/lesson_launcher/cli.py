@@ -98,7 +98,7 @@ def run_tests(pytest_args) -> int:
 def run_lesson(args) -> int:
     lesson = catalog.find_lesson(args.lesson)
     demo, file = lesson.demo(args.demo)
-    label = lesson.name if len(lesson.demos()) == 1 else f"{lesson.name}/{demo}"
+    label = lesson.name if demo == "app" else f"{lesson.name}/{demo}"
     mode = modes.pick(args.mode)
     if args.mode == "auto":
         print(f"lesson: --mode auto picked {mode} (the first installed of "
