@@ -110,7 +110,7 @@ def test_the_page_connects_upgrades_to_websocket_and_shows_the_reply(server, pag
 
     expect(page.locator("#async-mode")).to_have_text(mode)
     expect(page.locator("#status")).to_have_text("yes")
-    expect(page.locator("#transport")).to_contain_text("websocket")
+    expect(page.locator("#transport")).to_have_text("websocket (upgraded from polling)")
     expect(page.locator("#latency")).to_have_text(re.compile(r"^\d+\.\d ms$"))
     # The page says hello on connect, as in the 2019 post.
     expect(page.locator('#log li[data-event="event response"]')).to_contain_text("i'm connected")
