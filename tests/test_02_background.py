@@ -122,7 +122,7 @@ def test_the_chart_gets_points(server, page, mode):
     page.goto(server.url)
 
     expect(page.locator("#async-mode")).to_have_text(mode)
-    expect(page.locator("#transport")).to_contain_text("websocket")
+    expect(page.locator("#transport")).to_have_text("websocket (upgraded from polling)")
     expect(page.locator("#points")).to_have_text(re.compile(r"^([3-9]|\d\d+)$"))
     expect(page.locator("#last")).to_have_text(re.compile(r"^\d+ \(seq \d+\)$"))
     # Something was drawn in the chart's colour.
