@@ -1,4 +1,4 @@
-"""Lesson 03_pitfalls, demos 5-7: every claim of lessons/03_pitfalls/README-part2.md
+"""Lesson 03_pitfalls, demos 5-7: every claim of lessons/03_pitfalls/README.md (sections 5-7 and the corrections)
 (sections async_model_typo, old_client, cross_origin, and "What the 2019 post says
 that is no longer true"), in every async mode, with real clients over real sockets:
 python-socketio, plain HTTP requests, and Chromium.
