@@ -22,6 +22,16 @@ def mode(request):
     return request.param
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`--dist loadgroup`, as `lesson test` runs it), keep the
+    tests of one module and one mode on one worker, so that each lesson server
+    starts once instead of once per worker."""
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        group = f"{item.module.__name__}-{params.get('mode', '') if params else ''}"
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="module")
 def serve(mode):
     """serve(lesson, demo=None, **settings) -> a running LessonServer in this module's mode.

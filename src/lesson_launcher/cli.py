@@ -91,7 +91,8 @@ def run_tests(pytest_args) -> int:
     os.chdir(root)
     command = [sys.executable, "-m", "pytest"]
     if not any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in pytest_args):
-        command += ["-n", "auto"]  # one worker per core; lessons run on separate servers
+        # One worker per core; tests/conftest.py groups tests by lesson and mode.
+        command += ["-n", "auto", "--dist", "loadgroup"]
     os.execv(sys.executable, command + list(pytest_args))
 
 
