@@ -24,7 +24,7 @@ for case in ET.parse(f"{report}/junit.xml").iter("testcase"):
         seconds[key] += time
         counts[key] += 1
 print(f"wall time of the whole suite: {end - start:.1f} s")
-print("time per test, setup and teardown included (pytest junit "total"), summed:")
+print("time per test, setup and teardown included (pytest junit 'total'), summed:")
 for key in sorted(seconds):
     print(f"  {key:<32} {counts[key]:4d} tests {seconds[key]:7.1f} s")
 PY
