@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness import READY_LINE, ROOT, LessonServer, RecordingClient, run_lesson_command
+from harness import ROOT, LessonServer, RecordingClient, run_lesson_command
 
 LESSON_FOLDERS = sorted(p.name for p in (ROOT / "lessons").iterdir() if re.match(r"\d\d_", p.name))
 

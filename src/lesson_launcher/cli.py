@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import os
 import sys
+from typing import NoReturn
 
 from . import catalog, modes
 
@@ -50,7 +51,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def fail(message: str) -> "NoReturn":  # noqa: F821
+def fail(message: str) -> NoReturn:
     print(f"lesson: {message}", file=sys.stderr)
     raise SystemExit(2)
 
