@@ -48,9 +48,8 @@ def serve(mode):
 
     yield start
     for server in started:
-        status = server.interrupt()
-        assert status == 0, f"Ctrl-C ended the server with status {status}:\n{server.stderr_text}"
-        assert "Traceback" not in server.stderr_text, server.stderr_text
+        stderr = server.stop()
+        assert "Traceback" not in stderr, stderr
 
 
 @pytest.fixture

@@ -106,6 +106,12 @@ class LessonServer:
             pump.join(STOP_TIMEOUT)
         return status
 
+    def stop(self) -> str:
+        """Ctrl-C; the server must exit with status 0. Returns all it wrote to stderr."""
+        status = self.interrupt()
+        assert status == 0, f"Ctrl-C ended the server with status {status}:\n{self.stderr_text}"
+        return self.stderr_text
+
     def kill(self):
         if self.process and self.process.poll() is None:
             self.process.kill()

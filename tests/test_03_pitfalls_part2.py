@@ -106,14 +106,6 @@ def wait_for_stderr(server, text):
                what=f"{text!r} on the server's stderr; it has:\n{server.stderr_text[-2000:]}")
 
 
-def stop(server):
-    """Ctrl-C; the server must exit with 0. Returns all it wrote to stderr."""
-    status = server.interrupt()
-    assert status == 0, f"Ctrl-C ended the server with status {status}:\n{server.stderr_text}"
-    wait_until(lambda: None in server.stderr, what="the server's stderr to close")
-    return server.stderr_text
-
-
 def python_client(server, transports=None, headers=None):
     """A plain python-socketio client (the harness's records events; these tests need the raw one)."""
     client = socketio.Client(reconnection=False)
@@ -179,7 +171,7 @@ def started(mode):
     for server in typo.values():
         server.kill()
     for server in servers.values():
-        stderr = stop(server)
+        stderr = server.stop()
         assert "Traceback" not in stderr, stderr
 
 
@@ -222,7 +214,7 @@ def test_async_model_typo_raises_no_error_and_the_server_runs_eventlet_whatever_
 
     assert server.ready_line["mode"] == "eventlet"
     assert request(server.url)[0] == 200
-    stderr = stop(server)
+    stderr = server.stop()
     assert "Error" not in stderr and "Traceback" not in stderr, stderr
     if mode != "eventlet":  # (--mode eventlet: the launcher imported eventlet itself, earlier)
         # The one hint: eventlet's warning as Engine.IO's eventlet driver imports it...
@@ -266,7 +258,7 @@ def test_async_model_typo_websocket_works_only_with_eventlets_web_server(started
             assert client.call("my ping", namespace=NS, timeout=EVENT_TIMEOUT) == "pong"
         finally:
             client.disconnect()
-        assert WRONG_SERVER not in stop(server)
+        assert WRONG_SERVER not in server.stop()
     else:
         with pytest.raises(socketio.exceptions.ConnectionError):
             python_client(server, transports=["websocket"])
