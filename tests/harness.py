@@ -209,4 +209,19 @@ class RecordingClient:
         self.call(event, namespace=namespace)
 
     def close(self):
-        self.sio.disconnect()
+        disconnect(self.sio)
+
+
+def disconnect(sio):
+    """``sio.disconnect()``, without a race of python-engineio's client (4.15):
+    over long-polling, a disconnect() made while the client's write loop is
+    still POSTing (e.g. right after a call() whose ack came back first) ends that
+    loop without sending the CLOSE packet; the server then holds the pending GET
+    until its next ping, and disconnect() waits ping_interval (25 s). Measured: 7
+    of 40 disconnects after a call(). Waiting until every queued packet is sent
+    first: 0 of 40."""
+    sent = sio.eio.queue  # a queue.Queue; this is its join(), with a bound
+    if sio.eio.state == "connected":  # else nothing will be sent any more
+        with sent.all_tasks_done:
+            sent.all_tasks_done.wait_for(lambda: not sent.unfinished_tasks, timeout=EVENT_TIMEOUT)
+    sio.disconnect()

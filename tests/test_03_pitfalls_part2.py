@@ -24,7 +24,7 @@ import pytest
 import socketio
 from playwright.sync_api import expect
 
-from harness import EVENT_TIMEOUT, ROOT, LessonServer
+from harness import EVENT_TIMEOUT, ROOT, LessonServer, disconnect
 
 NS = "/test_conn"
 LESSON = ROOT / "lessons" / "03_pitfalls"
@@ -257,7 +257,7 @@ def test_async_model_typo_websocket_works_only_with_eventlets_web_server(started
             assert client.transport() == "websocket"
             assert client.call("my ping", namespace=NS, timeout=EVENT_TIMEOUT) == "pong"
         finally:
-            client.disconnect()
+            disconnect(client)
         assert WRONG_SERVER not in server.stop()
     else:
         with pytest.raises(socketio.exceptions.ConnectionError):
@@ -426,7 +426,7 @@ def test_cross_origin_the_python_client_is_not_a_browser_the_origin_check_does_n
         try:
             assert client.call("my ping", namespace=NS, timeout=EVENT_TIMEOUT) == "pong"
         finally:
-            client.disconnect()
+            disconnect(client)
     # It sends whatever Origin it is told to: a foreign one is refused, like a browser's.
     with pytest.raises(socketio.exceptions.ConnectionError):
         python_client(server, transports=["polling"], headers={"Origin": STRANGER})

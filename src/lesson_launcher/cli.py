@@ -90,11 +90,13 @@ def list_lessons(key=None) -> int:
 def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
-    # Serial by default: measured on 2 cores, `-n 2` (pytest-xdist) took 90 s
-    # against 73 s serial, as two workers with a Chromium each contend for the
-    # CPU. Pass `-n 2 --dist loadgroup` to try it on a bigger machine;
-    # tests/conftest.py keeps each lesson server on one worker then.
     command = [sys.executable, "-m", "pytest"]
+    # Two pytest-xdist workers unless told otherwise (`-n 0` runs serially).
+    # On 2 cores: 37 s against 73 s serially, as most of a lesson test's time is
+    # spent waiting on a server. tests/conftest.py keeps the tests of one lesson
+    # and one mode on one worker, so each server starts once.
+    if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
+        command += ["-n", "2"]
     os.execv(sys.executable, command + list(pytest_args))
 
 
