@@ -67,6 +67,8 @@ def main(argv=None) -> int:
         return run_lesson(args)
     except (catalog.NotFound, modes.ModeUnavailable) as error:
         fail(str(error))
+    except ConnectionError as error:  # a lesson's create_app could not reach a service it needs
+        fail(str(error))
     except KeyboardInterrupt:  # Ctrl-C before the server was up
         print("lesson: stopped", file=sys.stderr)
         return 0
