@@ -25,15 +25,16 @@ def mode(request):
 
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist (`-n 2`), send the tests of one module and one mode to one
-    worker, so that each lesson server starts once, not once per worker. (The
-    `xdist_group` mark cannot do this on pytest 9.2: pytest-xdist issue #1386.)"""
+    worker, so that each lesson server starts once, not once per worker. A test
+    with no mode in its id is a unit of its own. (The `xdist_group` mark cannot
+    do this on pytest 9.2: pytest-xdist issue #1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByModuleAndMode(LoadScopeScheduling):
         def _split_scope(self, nodeid):
             module, _, test = nodeid.partition("::")
             mode = re.search(r"[\[-](eventlet|gevent|threading)[\]-]", test)
-            return f"{module}::{mode[1] if mode else ''}"
+            return f"{module}::{mode[1]}" if mode else nodeid
 
     return ByModuleAndMode(config, log)
 
