@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import MODES, LessonServer, RecordingClient
+from harness import MODES, ROOT, LessonServer, RecordingClient
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -24,19 +24,25 @@ def mode(request):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist (`-n 2`), send the tests of one module and one mode to one
-    worker, so that each lesson server starts once, not once per worker. A test
-    with no mode in its id is a unit of its own. (The `xdist_group` mark cannot
-    do this on pytest 9.2: pytest-xdist issue #1386.)"""
+    """Under pytest-xdist (`-n 2`), send the tests of one module, one mode and one
+    demo (`test_<demo>_...`, for lessons with several) to one worker, so that each
+    lesson server starts once, not once per worker. A test with no mode in its id
+    is a unit of its own. (The `xdist_group` mark cannot do this on pytest 9.2:
+    pytest-xdist issue #1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    class ByModuleAndMode(LoadScopeScheduling):
+    demos = [path.stem for path in ROOT.glob("lessons/*/*.py") if "def create_app" in path.read_text()]
+
+    class ByModuleModeAndDemo(LoadScopeScheduling):
         def _split_scope(self, nodeid):
             module, _, test = nodeid.partition("::")
             mode = re.search(r"[\[-](eventlet|gevent|threading)[\]-]", test)
-            return f"{module}::{mode[1]}" if mode else nodeid
+            if not mode:
+                return nodeid
+            demo = next((demo for demo in demos if test.startswith(f"test_{demo}_")), "")
+            return f"{module}::{mode[1]}::{demo}"
 
-    return ByModuleAndMode(config, log)
+    return ByModuleModeAndDemo(config, log)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +37,49 @@ def run_lesson_command(*args, env=None, timeout=30) -> subprocess.CompletedProce
     """Run ``lesson ARGS`` to completion (for commands that exit by themselves)."""
     return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def wait_until(condition, timeout=EVENT_TIMEOUT, what="the condition"):
+    """Poll ``condition()`` (an HTTP request, a page read, a log) until it returns a
+    truthy value, which is returned; for what comes with no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout}s for {what}; last value: {value!r}")
+        time.sleep(0.02)  # a polling period, not a synchronisation
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a setting that must name a port in advance)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_all(servers):
+    """Start LessonServers side by side (each spends a moment importing); if one
+    fails, kill the others and raise its error."""
+    servers, errors = list(servers), []
+
+    def start(server):
+        try:
+            server.start()
+        except BaseException as error:  # noqa: B036 -- re-raised below, in the caller's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(server,)) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        for server in servers:
+            server.kill()
+        raise errors[0]
+    return servers
 
 
 class LessonServer:
