@@ -34,15 +34,33 @@ def test_all_lessons_ship_the_same_bytes_and_node_modules_agrees_when_present():
     assert len(digests) == 1
 
 
+PYTHON_LOCKS = ("requirements.lock", "requirements-lab.lock")
+
+
+def python_pins(lock):
+    """{(name, version)} of a uv-made lock; a pin spans lines up to its hashes."""
+    requirements = re.split(r"\n(?=[a-z])", (ROOT / lock).read_text().split("\n", 3)[-1])
+    return [r for r in requirements if "==" in r]
+
+
 def test_lock_files_name_no_index_or_download_url():
     assert '"resolved"' not in (ROOT / "package-lock.json").read_text()
-    python_lock = (ROOT / "requirements.lock").read_text()
-    assert not re.search(r"(?m)^\s*--(index-url|extra-index-url|find-links|trusted-host)", python_lock)
-    assert "://" not in python_lock
+    for lock in PYTHON_LOCKS:
+        text = (ROOT / lock).read_text()
+        assert not re.search(r"(?m)^\s*--(index-url|extra-index-url|find-links|trusted-host)", text)
+        assert "://" not in text, lock
 
 
-def test_every_python_pin_has_a_hash():
-    lock = (ROOT / "requirements.lock").read_text()
-    requirements = re.split(r"\n(?=[a-z])", lock.split("\n", 3)[-1])
-    pins = [r for r in requirements if "==" in r]
-    assert pins and all("--hash=sha256:" in r for r in pins)
+@pytest.mark.parametrize("lock", PYTHON_LOCKS)
+def test_every_python_pin_has_a_hash(lock):
+    pins = python_pins(lock)
+    assert pins and all("--hash=sha256:" in pin for pin in pins)
+
+
+def test_the_jupyterlab_lock_adds_packages_but_changes_no_pin():
+    def versions(lock):
+        return {re.match(r"([\w.-]+)==([^ ;\\]+)", pin).groups() for pin in python_pins(lock)}
+
+    main, lab = versions("requirements.lock"), versions("requirements-lab.lock")
+    assert main <= lab, f"pins that differ: {sorted(main - lab)}; see README, Maintaining the pins"
+    assert ("jupyterlab" in dict(lab)) and ("jupyterlab" not in dict(main))
