@@ -1,4 +1,4 @@
-"""lesson list | lesson run LESSON [DEMO] [options] | lesson test [pytest args]
+"""lesson list | lesson run LESSON [DEMO] [options] | lesson test [pytest args] | lesson bench
 
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
@@ -48,6 +48,8 @@ def build_parser() -> Parser:
 
     commands.add_parser("test", help="run the test suite (extra arguments go to pytest)",
                         add_help=False)
+    commands.add_parser("bench", help="measure the async modes on this machine "
+                                      "(`lesson bench --help`)", add_help=False)
     return parser
 
 
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["test"]:  # everything after `test` belongs to pytest
         return run_tests(argv[1:])
+    if argv[:1] == ["bench"]:  # and everything after `bench` to the benchmark
+        from . import bench
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
