@@ -1,13 +1,16 @@
 """The `lesson` command's contract: list, run, the ready line, Ctrl-C, and
 one clear line with exit status 2 for every wrong command line."""
 import re
+import select
+import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from harness import ROOT, LessonServer, RecordingClient, run_lesson_command
+from harness import (ROOT, START_TIMEOUT, STOP_TIMEOUT, LessonServer, RecordingClient,
+                     lesson_command, run_lesson_command)
 
 LESSON_FOLDERS = sorted(p.name for p in (ROOT / "lessons").iterdir() if re.match(r"\d\d_", p.name))
 
@@ -76,6 +79,27 @@ def test_ctrl_c_stops_the_server_cleanly_while_clients_are_connected(mode):
     assert server.stderr_text.rstrip().endswith("lesson: stopped")
     websocket.wait_for("disconnect")
     polling.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_server_whose_output_nobody_reads_any_more_still_stops_at_once(mode, signum):
+    """As when the terminal, notebook kernel or test runner that started it is gone:
+    its "lesson: stopped" line then meets a closed pipe."""
+    process = subprocess.Popen(lesson_command() + ["run", "01", "--mode", mode, "--port", "0"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert select.select([process.stdout], [], [], START_TIMEOUT)[0], "no ready line"
+        assert process.stdout.readline().startswith("Serving 01_basic")
+        process.stderr.close()  # nobody reads the server's stderr any more
+
+        process.send_signal(signum)
+
+        assert process.wait(STOP_TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
 
 
 def test_auto_mode_picks_like_flask_socketio_and_says_so():

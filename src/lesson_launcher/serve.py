@@ -51,8 +51,11 @@ def stop_on_signals() -> None:
     ignored (a shell's background job, some CI runners).
     """
     def stop(signum, frame):
-        print("lesson: stopped", file=sys.stderr, flush=True)
-        sys.stdout.flush()
+        try:
+            print("lesson: stopped", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+        except OSError:  # nobody reads our output any more (a closed pipe): stop all the same
+            pass
         os._exit(0)
 
     signal.signal(signal.SIGINT, stop)
