@@ -34,6 +34,16 @@ def pytest_xdist_make_scheduler(config, log):
     demos = [path.stem for path in ROOT.glob("lessons/*/*.py") if "def create_app" in path.read_text()]
 
     class ByModuleModeAndDemo(LoadScopeScheduling):
+        def _assign_work_unit(self, node):
+            # The longest units first, so that none of them starts last while the
+            # other worker idles (a notebook is one test, but seconds of work).
+            if not getattr(self, "ordered", False):
+                units = sorted(self.workqueue.items(), key=lambda unit: slowest_first(unit[0]))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
         def _split_scope(self, nodeid):
             module, _, test = nodeid.partition("::")
             mode = re.search(r"[\[-](eventlet|gevent|threading)[\]-]", test)
@@ -43,6 +53,15 @@ def pytest_xdist_make_scheduler(config, log):
             return f"{module}::{mode[1]}::{demo}"
 
     return ByModuleModeAndDemo(config, log)
+
+
+SLOWEST_MODULES = ("test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
+                   "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
+
+
+def slowest_first(scope):
+    module = scope.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return SLOWEST_MODULES.index(module) if module in SLOWEST_MODULES else len(SLOWEST_MODULES)
 
 
 @pytest.fixture(scope="module")

@@ -98,12 +98,13 @@ def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
     command = [sys.executable, "-m", "pytest"]
-    # Two pytest-xdist workers unless told otherwise (`-n 0` runs serially).
-    # On 2 cores: 37 s against 73 s serially, as most of a lesson test's time is
-    # spent waiting on a server. tests/conftest.py keeps the tests of one lesson
-    # and one mode on one worker, so each server starts once.
+    # Three pytest-xdist workers unless told otherwise (`-n 0` runs serially).
+    # Most of a lesson test's time is spent waiting on a server, so on 2 cores
+    # three workers beat two: 60-62 s against 66-70 s, and 130 s serially.
+    # tests/conftest.py keeps the tests of one lesson, one mode (and one demo of
+    # lesson 03) on one worker, so each server starts once.
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
-        command += ["-n", "2"]
+        command += ["-n", "3"]
     os.execv(sys.executable, command + list(pytest_args))
 
 
