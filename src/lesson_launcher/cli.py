@@ -100,7 +100,7 @@ def run_tests(pytest_args) -> int:
     command = [sys.executable, "-m", "pytest"]
     # Three pytest-xdist workers unless told otherwise (`-n 0` runs serially).
     # Most of a lesson test's time is spent waiting on a server, so on 2 cores
-    # three workers beat two: 60-62 s against 66-70 s, and 130 s serially.
+    # three workers beat two: 60-66 s against 66-70 s, and 130 s serially.
     # tests/conftest.py keeps the tests of one lesson, one mode (and one demo of
     # lesson 03) on one worker, so each server starts once.
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
