@@ -24,10 +24,10 @@ def mode(request):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist (`-n 2`), send the tests of one module, one mode and one
-    demo (`test_<demo>_...`, for lessons with several) to one worker, so that each
-    lesson server starts once, not once per worker. A test with no mode in its id
-    is a unit of its own. (The `xdist_group` mark cannot do this on pytest 9.2:
+    """Under pytest-xdist (`lesson test` runs `-n 3`), send the tests of one module,
+    one mode and one demo (`test_<demo>_...`, for lessons with several) to one
+    worker, so that each lesson server starts once, not once per worker. A test
+    with no mode in its id is a unit of its own. (The `xdist_group` mark cannot do this on pytest 9.2:
     pytest-xdist issue #1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
@@ -36,7 +36,8 @@ def pytest_xdist_make_scheduler(config, log):
     class ByModuleModeAndDemo(LoadScopeScheduling):
         def _assign_work_unit(self, node):
             # The longest units first, so that none of them starts last while the
-            # other worker idles (a notebook is one test, but seconds of work).
+            # other workers idle (a notebook is one test, but seconds of work).
+            # (workqueue and _assign_work_unit are LoadScopeScheduling's, xdist 3.8.)
             if not getattr(self, "ordered", False):
                 units = sorted(self.workqueue.items(), key=lambda unit: slowest_first(unit[0]))
                 self.workqueue.clear()
