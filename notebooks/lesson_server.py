@@ -19,7 +19,6 @@ import atexit
 import ctypes
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -27,10 +26,11 @@ import threading
 import time
 from pathlib import Path
 
+from lesson_launcher.serve import READY_LINE  # the line `lesson run` prints when it is ready
+
 DEFAULT_MODE = "threading"
 START_TIMEOUT = 20  # seconds for the ready line (cold imports on a busy machine)
 STOP_TIMEOUT = 10
-READY = re.compile(r"^Serving \S+ \(async_mode=(?P<mode>\w+)\) on (?P<url>http://\S+/)$")
 
 running = set()  # the servers this kernel started and has not stopped yet
 
@@ -71,7 +71,7 @@ class LessonServer:
                 self.stop()
                 raise RuntimeError(f"`lesson {' '.join(self.args)}` did not start:\n"
                                    + self.stderr)
-            ready = READY.match(line.strip())
+            ready = READY_LINE.match(line.strip())
             if ready:
                 self.url, self.mode = ready["url"], ready["mode"]
                 return self

@@ -6,7 +6,6 @@ deadline, and a failed wait says what did arrive.
 """
 import os
 import queue
-import re
 import shutil
 import signal
 import socket
@@ -19,9 +18,10 @@ from pathlib import Path
 
 import socketio
 
+from lesson_launcher.serve import READY_LINE
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("eventlet", "gevent", "threading")
-READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)\) on (?P<url>http://\S+/)$")
 START_TIMEOUT = 20  # seconds for a server to print its ready line (cold imports on a busy CI machine)
 STOP_TIMEOUT = 10
 EVENT_TIMEOUT = 5   # default bound for waiting on one event

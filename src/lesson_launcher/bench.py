@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import queue
-import re
 import signal
 import statistics
 import subprocess
@@ -33,11 +32,10 @@ from . import modes
 from .bench_clients import ClientError, Generator, sender
 from .bench_report import write_all
 from .cli import Parser
+from .serve import READY_LINE
 
 NAMESPACE = "/test_conn"
 FANOUT_EVENT, FANOUT_REPLY = "my event others", "my ev others"  # lesson 04, include_self=False
-READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)\) on "
-                        r"http://(?P<host>[\d.]+):(?P<port>\d+)/$")
 START_TIMEOUT = 30   # seconds for a server's ready line, on a busy machine
 CALL_TIMEOUT = 10    # seconds for one acknowledged round trip
 BLOCKS = 8           # round trips alternate between the two servers in this many blocks

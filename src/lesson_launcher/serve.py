@@ -8,6 +8,7 @@ line as soon as that socket accepts connections. In your own app, call
 """
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -120,7 +121,13 @@ def url(sock: socket.socket) -> str:
     return f"http://{host}:{port}/"
 
 
+# announce()'s line as a pattern, for all that wait for it: the tests' harness, the
+# notebooks' lesson_server and the benchmark. The host is what url() prints.
+READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)\) on "
+                        r"(?P<url>http://(?P<host>[\d.]+|\[[\da-f:]+\]):(?P<port>\d+)/)$")
+
+
 def announce(lesson_name: str, async_mode: str, sock: socket.socket) -> None:
-    """The ready line that tests, notebooks and people wait for."""
+    """The ready line that tests, notebooks and people wait for (READY_LINE)."""
     print(f"Serving {lesson_name} (async_mode={async_mode}) on {url(sock)}", flush=True)
     sys.stdout.flush()
