@@ -65,6 +65,30 @@ def stop_all(servers: dict):
         assert "Traceback" not in server.stderr_text, server.stderr_text
 
 
+def side_by_side(in_thread, here, timeout):
+    """(in_thread(), here()): python clients in a thread while the pages are watched
+    in this one (Playwright's sync API belongs to the thread that started it). An
+    error in either is raised here; in_thread() gets ``timeout`` s after here()."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = in_thread()
+        except BaseException as error:  # noqa: B036 -- re-raised below, in this thread
+            result["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        value_here = here()
+    finally:
+        thread.join(timeout)
+    if "error" in result:
+        raise result["error"]
+    assert "value" in result, f"{in_thread} did not finish within {timeout} s"
+    return result["value"], value_here
+
+
 def get_json(server, path):
     with urllib.request.urlopen(server.url + path.lstrip("/"), timeout=5) as response:
         return json.loads(response.read())
@@ -316,25 +340,12 @@ def watch_python_clients_while_looping(blocking):
 
 @pytest.fixture(scope="module")
 def while_looping(blocking_servers, gave_up, tabs):
-    """The python clients (in a thread) and the pages, on servers of their own, watched
-    at the same time, once, for every claim that reads this."""
-    python = {}
-
-    def watch_python():
-        try:
-            python["seen"] = watch_python_clients_while_looping(blocking_servers["blocking"])
-        except BaseException as error:  # noqa: B036 -- re-raised below
-            python["error"] = error
-
-    thread = threading.Thread(target=watch_python)
-    thread.start()
-    try:
-        pages = watch_pages_while_looping(blocking_servers, tabs)
-    finally:
-        thread.join(3 * EVENT_TIMEOUT)
-    if "error" in python:
-        raise python["error"]
-    return {**python["seen"], "pages": pages}
+    """The python clients and the pages, on servers of their own, watched at the
+    same time, once, for every claim that reads this."""
+    seen, pages = side_by_side(
+        lambda: watch_python_clients_while_looping(blocking_servers["blocking"]),
+        lambda: watch_pages_while_looping(blocking_servers, tabs), timeout=3 * EVENT_TIMEOUT)
+    return {**seen, "pages": pages}
 
 
 def test_blocking_connect_other_clients_of_test_conn_are_stuck_too_and_get_every_loops_pushes(
@@ -582,24 +593,11 @@ def watch_pages_connect(emits, tabs):
 
 @pytest.fixture(scope="module")
 def emits_seen(emits, tabs):
-    """The python clients (in a thread) and the pages connecting at the same time."""
-    python = {}
-
-    def watch_python():
-        try:
-            python["clients"] = watch_python_clients_connect(emits)
-        except BaseException as error:  # noqa: B036 -- re-raised below
-            python["error"] = error
-
-    thread = threading.Thread(target=watch_python)
-    thread.start()
-    try:
-        pages = watch_pages_connect(emits, tabs)
-    finally:
-        thread.join(DELAY + 3 * EVENT_TIMEOUT)
-    if "error" in python:
-        raise python["error"]
-    return {**python["clients"], "pages": pages}
+    """The python clients and the pages connecting at the same time."""
+    clients, pages = side_by_side(lambda: watch_python_clients_connect(emits),
+                                  lambda: watch_pages_connect(emits, tabs),
+                                  timeout=DELAY + 3 * EVENT_TIMEOUT)
+    return {**clients, "pages": pages}
 
 
 def test_emits_in_connect_python_client_gets_each_event_when_sent_and_connect_returns_after_both(
