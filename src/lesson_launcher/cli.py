@@ -46,7 +46,8 @@ def build_parser() -> Parser:
     run.add_argument("--debug", action="store_true",
                      help="Flask debug mode and request logging (restart by hand after an edit)")
 
-    commands.add_parser("test", help="run the test suite (extra arguments go to pytest)",
+    commands.add_parser("test", help="run the everyday test suite; --full adds the fuzzing, "
+                             "load and install tests, as CI does (other arguments go to pytest)",
                         add_help=False)
     commands.add_parser("bench", help="measure the async modes on this machine "
                                       "(`lesson bench --help`)", add_help=False)
@@ -94,6 +95,9 @@ def list_lessons(key=None) -> int:
     return 0
 
 
+EVERYDAY = "not stress and not install"
+
+
 def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
@@ -105,6 +109,12 @@ def run_tests(pytest_args) -> int:
     # lesson 03) on one worker, so each server starts once.
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
         command += ["-n", "3"]
+    # The everyday run leaves out the fuzzing, load and install tests (markers
+    # in pyproject.toml); `--full`, which CI runs, keeps them. An explicit -m wins.
+    if "--full" in pytest_args:
+        pytest_args = [arg for arg in pytest_args if arg != "--full"]
+    elif not any(arg == "-m" or arg.startswith("-m") for arg in pytest_args):
+        command += ["-m", EVERYDAY]
     os.execv(sys.executable, command + list(pytest_args))
 
 
