@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -53,32 +54,58 @@ def test_the_wrapper_reuses_the_installed_venv_without_reinstalling():
 
 # --- lesson run: ready line, modes, Ctrl-C -----------------------------------------
 
-def test_the_ready_line_comes_once_the_server_accepts_connections(mode):
-    server = LessonServer("basic", mode=mode).start()
+@pytest.fixture(scope="module")
+def served_then_stopped(mode):
+    """A lesson 01 server in this mode, started as every test server is (stdin from
+    /dev/null: no terminal), used by a WebSocket client and a long-polling client,
+    then stopped with Ctrl-C while both are still connected. The tests below read
+    what happened; one server per mode serves them all."""
+    seen = SimpleNamespace(server=LessonServer("01", mode=mode).start())
     try:
-        assert re.fullmatch(r"Serving 01_basic \(async_mode=%s\) on http://127\.0\.0\.1:\d+/" % mode,
-                            server.ready_line.group(0))
-        # Connecting at once, with no retry, works: the line was not early.
-        client = RecordingClient(server.url).connect()
-        assert client.call("my ping") == "pong"
-        client.close()
+        # Connecting at once, with no retry, works: the ready line was not early.
+        websocket = RecordingClient(seen.server.url).connect()
+        polling = RecordingClient(seen.server.url, transports=["polling"]).connect()
+        seen.transport = websocket.sio.transport()
+        seen.answers = [websocket.call("my ping"), polling.call("my ping")]
     finally:
-        assert server.interrupt() == 0
-
-
-def test_ctrl_c_stops_the_server_cleanly_while_clients_are_connected(mode):
-    server = LessonServer("01", mode=mode).start()
-    websocket = RecordingClient(server.url).connect()
-    polling = RecordingClient(server.url, transports=["polling"]).connect()
-    assert websocket.sio.transport() == "websocket"
-
-    status = server.interrupt()
-
-    assert status == 0
-    assert "Traceback" not in server.stderr_text
-    assert server.stderr_text.rstrip().endswith("lesson: stopped")
+        seen.status = seen.server.interrupt()
     websocket.wait_for("disconnect")
     polling.close()
+    seen.stderr = seen.server.stderr_text
+    return seen
+
+
+def test_the_ready_line_comes_once_the_server_accepts_connections(served_then_stopped, mode):
+    """In every mode, threading included: socketio.run() refuses Werkzeug without a
+    terminal unless told allow_unsafe_werkzeug=True; the launcher needs none."""
+    assert re.fullmatch(r"Serving 01_basic \(async_mode=%s\) on http://127\.0\.0\.1:\d+/" % mode,
+                        served_then_stopped.server.ready_line.group(0))
+    assert served_then_stopped.answers == ["pong", "pong"]
+
+
+def test_ctrl_c_stops_the_server_cleanly_while_clients_are_connected(served_then_stopped):
+    assert served_then_stopped.transport == "websocket"
+    assert served_then_stopped.status == 0
+    assert "Traceback" not in served_then_stopped.stderr
+    assert served_then_stopped.stderr.rstrip().endswith("lesson: stopped")
+
+
+def test_without_debug_requests_are_not_logged(served_then_stopped):
+    assert "GET /socket.io/" not in served_then_stopped.stderr
+
+
+def test_socketio_run_itself_refuses_werkzeug_without_a_terminal():
+    """What the README says the launcher spares you: flask_socketio.SocketIO.run()
+    in threading mode raises when stdin is not a terminal (CI, notebooks, services)."""
+    code = ("from flask import Flask; from flask_socketio import SocketIO; app = Flask('x'); "
+            "SocketIO(app, async_mode='threading').run(app, port=0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, stdin=subprocess.DEVNULL)
+
+    assert result.returncode == 1
+    assert "RuntimeError: The Werkzeug web server is not designed to run in production" \
+        in result.stderr
+    assert "allow_unsafe_werkzeug=True" in result.stderr
 
 
 def test_a_server_whose_output_nobody_reads_any_more_still_stops_at_once(mode):
@@ -114,16 +141,6 @@ def test_auto_mode_picks_like_flask_socketio_and_says_so():
         assert server.interrupt() == 0
 
 
-def test_threading_mode_runs_without_a_terminal():
-    """socketio.run() refuses Werkzeug without a TTY; the launcher does not need one.
-    LessonServer starts every server with stdin from /dev/null, as CI and notebooks do."""
-    server = LessonServer("01", mode="threading").start()
-    try:
-        assert server.ready_line["mode"] == "threading"
-    finally:
-        assert server.interrupt() == 0
-
-
 def test_debug_turns_on_request_logging(mode):
     server = LessonServer("01", mode=mode, extra_args=["--debug"]).start()
     try:
@@ -132,16 +149,6 @@ def test_debug_turns_on_request_logging(mode):
     finally:
         assert server.interrupt() == 0
     assert re.search(r"GET /socket.io/\?\S*transport=polling", server.stderr_text), server.stderr_text
-
-
-def test_without_debug_requests_are_not_logged(mode):
-    server = LessonServer("01", mode=mode).start()
-    try:
-        client = RecordingClient(server.url, transports=["polling"]).connect()
-        client.close()
-    finally:
-        assert server.interrupt() == 0
-    assert "GET /socket.io/" not in server.stderr_text
 
 
 # --- a wrong command line: one line on stderr, status 2, no traceback -----------------
