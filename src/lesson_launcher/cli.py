@@ -1,10 +1,11 @@
-"""lesson list | lesson run LESSON [DEMO] [options] | lesson test [pytest args] | lesson bench
+"""lesson list | run LESSON [DEMO] [options] | test [pytest args] | bench | doctor [--port N]
 
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
 """
 import argparse
 import importlib.util
+import ipaddress
 import os
 import sys
 from typing import NoReturn
@@ -46,6 +47,11 @@ def build_parser() -> Parser:
     run.add_argument("--debug", action="store_true",
                      help="Flask debug mode and request logging (restart by hand after an edit)")
 
+    doctor = commands.add_parser("doctor", help="check what the lessons and tests need on this "
+                                                "machine, with a fix for each problem")
+    doctor.add_argument("--port", default=5000, type=port_number,
+                        help="the port to check is free (default: 5000, as `lesson run`)")
+
     commands.add_parser("test", help="run the everyday test suite; --full adds the fuzzing, "
                              "load and install tests, as CI does (other arguments go to pytest)",
                         add_help=False)
@@ -70,6 +76,9 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             return list_lessons(args.lesson)
+        if args.command == "doctor":
+            from . import doctor
+            return doctor.main(args.port)
         return run_lesson(args)
     except (catalog.NotFound, modes.ModeUnavailable) as error:
         fail(str(error))
@@ -134,11 +143,24 @@ def run_lesson(args) -> int:
         sock = serve.listen(args.host, args.port)
     except serve.CannotListen as error:
         fail(str(error))
+    warning = network_warning(args.host, sock)
+    if warning:
+        print(warning, file=sys.stderr)
     app = load_app(file, mode, args.debug)
     serve.stop_on_signals()
     serve.announce(label, app.extensions["socketio"].async_mode, sock)
     serve.serve(mode, app, sock, log_requests=args.debug)
     return 0
+
+
+def network_warning(host: str, sock):
+    """One line when the socket is bound to more than loopback: then any machine
+    that can reach this one can open the lesson (and nothing here checks who)."""
+    address = ipaddress.ip_address(sock.getsockname()[0].split("%")[0])
+    if address.is_loopback:
+        return None
+    return (f"lesson: warning: --host {host} makes this lesson reachable from other machines "
+            "on the network")
 
 
 def load_app(file, mode: str, debug: bool):
