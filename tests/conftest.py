@@ -56,7 +56,8 @@ def pytest_xdist_make_scheduler(config, log):
     return ByModuleModeAndDemo(config, log)
 
 
-SLOWEST_MODULES = ("test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
+SLOWEST_MODULES = ("test_load", "test_fuzz", "test_offline_install",  # (`--full` only)
+                   "test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
                    "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
 
 

@@ -63,12 +63,44 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+STATS_PATH = "/_lesson/stats"
+
+
+def with_stats(app):
+    """``app``, plus ``GET /_lesson/stats``: this process's live OS threads and greenlets,
+    as JSON, for the load test's leak check (tests/test_load.py). Only with LESSON_STATS=1:
+    a server should not describe its insides to whoever asks."""
+    import gc
+    import json
+
+    def stats_app(environ, start_response):
+        if environ.get("PATH_INFO") != STATS_PATH or environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)
+        # OS threads as the kernel counts them: under eventlet and gevent the
+        # threading module is patched and would count greenlets instead (Linux only).
+        tasks = "/proc/self/task"
+        threads = len(os.listdir(tasks)) if os.path.isdir(tasks) else None
+        greenlet = sys.modules.get("greenlet")  # imported by eventlet and gevent only
+        greenlets = None if greenlet is None else sum(
+            1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet) and not obj.dead)
+        body = json.dumps({"threads": threads, "greenlets": greenlets}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return stats_app
+
+
 def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
     """Serve until the process is stopped (see stop_on_signals)."""
+    if os.environ.get("LESSON_STATS") == "1":
+        app = with_stats(app)
     if mode == "eventlet":
         import eventlet.wsgi
 
-        eventlet.wsgi.server(sock, app, log_output=log_requests)
+        # debug=False: eventlet's default (True) sends the traceback of an error
+        # that escapes Flask to the client (tests/test_safe_defaults.py).
+        eventlet.wsgi.server(sock, app, log_output=log_requests, debug=False)
     elif mode == "gevent":
         from gevent import pywsgi
 
