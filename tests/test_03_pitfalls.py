@@ -533,9 +533,11 @@ def test_blocking_connect_fixed_page_connects_at_once_and_shows_each_push(while_
     # One by one, not all at once (pushes sent during the upgrade to WebSocket may
     # arrive together, when it completes).
     assert messes[5]["t"] - messes[0]["t"] >= 2 * PUSH, messes
-    # Each one handled the moment it arrived: nothing held back.
+    # Each one handled as it arrived: nothing held back. (The broken page holds its
+    # first push for 2 * PUSH at least: until the button, pressed after the third
+    # push. The bound leaves room for a renderer kept waiting by a busy machine.)
     arrival = {m["data"]["seq"]: m["t"] for m in arrived(seen["timeline"], "mess")}
-    assert all(m["t"] - arrival[m["data"]["seq"]] < 0.05 for m in messes), (messes, arrival)
+    assert all(m["t"] - arrival[m["data"]["seq"]] < 2 * PUSH for m in messes), (messes, arrival)
 
 
 def test_blocking_connect_no_loop_is_left_running_once_its_clients_are_gone(blocking_servers):
