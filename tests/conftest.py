@@ -24,7 +24,7 @@ def mode(request):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist (`lesson test` runs `-n 3`), send the tests of one module,
+    """Under pytest-xdist (`lesson test` runs `-n 4`), send the tests of one module,
     one mode and one demo (`test_<demo>_...`, for lessons with several) to one
     worker, so that each lesson server starts once, not once per worker. A test
     with no mode in its id is a unit of its own. (The `xdist_group` mark cannot do this on pytest 9.2:
@@ -39,7 +39,7 @@ def pytest_xdist_make_scheduler(config, log):
             # other workers idle (a notebook is one test, but seconds of work).
             # (workqueue and _assign_work_unit are LoadScopeScheduling's, xdist 3.8.)
             if not getattr(self, "ordered", False):
-                units = sorted(self.workqueue.items(), key=lambda unit: slowest_first(unit[0]))
+                units = interleaved(self.workqueue.items())
                 self.workqueue.clear()
                 self.workqueue.update(units)
                 self.ordered = True
@@ -64,6 +64,24 @@ SLOWEST_MODULES = ("test_load", "test_fuzz", "test_offline_install",  # (`--full
 def slowest_first(scope):
     module = scope.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
     return SLOWEST_MODULES.index(module) if module in SLOWEST_MODULES else len(SLOWEST_MODULES)
+
+
+def interleaved(units):
+    """The slow modules' units first, taken in turn from each module; then the others.
+
+    The units of one module wait alike (lesson 02's, for its pushes), so three of
+    them side by side leave the CPU idle; one unit from each module in turn mixes
+    waiting with working."""
+    by_module = {}
+    for unit in sorted(units, key=lambda unit: slowest_first(unit[0])):
+        by_module.setdefault((slowest_first(unit[0]) < len(SLOWEST_MODULES),
+                              unit[0].split("::")[0]), []).append(unit)
+    order = []
+    for slow in (True, False):
+        queues = [queue for (is_slow, _), queue in by_module.items() if is_slow == slow]
+        while any(queues):
+            order += [queue.pop(0) for queue in queues if queue]
+    return order
 
 
 @pytest.fixture(scope="module")

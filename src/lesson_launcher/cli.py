@@ -111,13 +111,14 @@ def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
     command = [sys.executable, "-m", "pytest"]
-    # Three pytest-xdist workers unless told otherwise (`-n 0` runs serially).
-    # Most of a lesson test's time is spent waiting on a server, so on 2 cores
-    # three workers beat two: 60-66 s against 66-70 s, and 130 s serially.
-    # tests/conftest.py keeps the tests of one lesson, one mode (and one demo of
-    # lesson 03) on one worker, so each server starts once.
+    # Four pytest-xdist workers unless told otherwise (`-n 0` runs serially). Much
+    # of a lesson test's time is spent waiting on a server or a push, so on 2 cores
+    # four workers keep the CPU busier than three: 56.6 s against 60.6-61 s for the
+    # everyday suite (96% of the CPU used against 90%). tests/conftest.py keeps the
+    # tests of one lesson, one mode (and one demo of lesson 03) on one worker, so
+    # each server starts once.
     if not any(arg == "-n" or arg.startswith(("-n", "--numprocesses")) for arg in pytest_args):
-        command += ["-n", "3"]
+        command += ["-n", "4"]
     # The everyday run leaves out the fuzzing, load and install tests (markers
     # in pyproject.toml); `--full`, which CI runs, keeps them. An explicit -m wins.
     if "--full" in pytest_args:
