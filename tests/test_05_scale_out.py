@@ -255,10 +255,13 @@ def test_a_malformed_broadcast_gets_a_clear_acknowledgement_and_reaches_nobody(s
 
     assert ack == {"ok": False,
                    "error": '"my event broadcast" expects an object like {"data": ...}'}
+    # ...and the same message in an `error` event, to the sender alone, as in lesson 01.
+    assert sender.wait_for("error")[0].data == {"message": ack["error"]}
     x = broadcast(sender, "after")
     peer.wait_for("my ev broadcast")
     peer.sync()
     assert broadcasts(peer) == [x] and broadcasts(sender) == [x]
+    assert peer.events("error") == [] and len(sender.events("error")) == 1
 
 
 # --- sticky sessions --------------------------------------------------------------

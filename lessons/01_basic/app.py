@@ -1,4 +1,6 @@
 """Send an event, get a reply, an acknowledgement, and a clear error for bad input."""
+import secrets
+
 from flask import Flask, current_app, render_template, request
 from flask_socketio import SocketIO, emit
 
@@ -15,6 +17,9 @@ def create_app(async_mode=None):
     """Build the app. ``async_mode=None`` lets Flask-SocketIO pick
     (eventlet, then gevent, then threading); ``./lesson run --mode`` passes one."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     # Settings come from FLASK_* environment variables, e.g. FLASK_SECRET_KEY.
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
@@ -34,9 +39,11 @@ JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a numb
               float: "a number", bool: "a boolean", type(None): "null", bytes: "binary data"}
 
 
-def data_of(message):
+def data_of(message, extra=()):
     """The ``data`` of ``{"data": X}``, or BadPayload naming what arrived instead."""
     event = request.event["message"]
+    if extra:  # socket.emit("my event", {data: 1}, "more"): one payload per event here
+        raise BadPayload(f'"{event}" expects one argument, got {1 + len(extra)}')
     if not isinstance(message, dict):
         got = JSON_TYPES.get(type(message), type(message).__name__)
         raise BadPayload(f'"{event}" expects an object like {{"data": ...}}, got {got}')
@@ -46,8 +53,8 @@ def data_of(message):
 
 
 @socketio.on("my event", namespace=NAMESPACE)
-def my_event(message=None):  # =None: a client may emit the event with no payload at all
-    data = data_of(message)
+def my_event(message=None, *extra):  # =None: no payload at all; *extra: several (refused)
+    data = data_of(message, extra)
     # Inside a handler, emit() knows the sender (request.sid) and the
     # namespace, so this goes to the sender alone.
     emit("event response", {"data": data})
@@ -57,7 +64,7 @@ def my_event(message=None):  # =None: a client may emit the event with no payloa
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     # Nothing to do: the page times how long the acknowledgement takes to come back.
     return "pong"
 

@@ -1,5 +1,6 @@
 """Push data the server produces to every open page, from one background task."""
 import random
+import secrets
 from threading import Lock
 
 from flask import Flask, current_app, render_template
@@ -16,6 +17,9 @@ task_lock = Lock()
 
 def create_app(async_mode=None):
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config["MESS_INTERVAL"] = 5  # seconds between two pushes, as in the 2019 post
     app.config.from_prefixed_env()   # FLASK_MESS_INTERVAL=0.2 overrides it
     socketio.init_app(app, async_mode=async_mode)
@@ -55,5 +59,5 @@ def start_pushing_once():
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"  # the page times this acknowledgement to show the latency

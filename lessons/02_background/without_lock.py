@@ -1,5 +1,6 @@
 """The 2019 post's version, without the lock: two clients at once start two tasks."""
 import random
+import secrets
 
 from flask import Flask, current_app, render_template
 from flask_socketio import SocketIO
@@ -12,6 +13,9 @@ task = None
 
 def create_app(async_mode=None):
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config["MESS_INTERVAL"] = 5
     # Real servers hit this race once in a while; this demo widens the gap
     # between "is there a task?" and "now there is" so it happens every time.
@@ -43,5 +47,5 @@ def start_pushing_once():
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

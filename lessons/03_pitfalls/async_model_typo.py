@@ -1,4 +1,6 @@
 """The 2019 post's SocketIO(async_model=...) typo: no error, and the mode is not the one asked for."""
+import secrets
+
 from flask import Flask, render_template, request
 from flask_socketio import SocketIO, emit
 
@@ -18,6 +20,9 @@ def create_app(async_mode=None):
     """Build the app. ``./lesson run --mode`` passes ``async_mode``; like the
     post's code, this demo does not pass it on: the typo is all the server gets."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     app.config["LAUNCHER_MODE"] = async_mode  # only to show it on the page
     socketio.init_app(app)
@@ -36,11 +41,11 @@ def create_app(async_mode=None):
 
 
 @socketio.on("which mode", namespace=NAMESPACE)
-def which_mode():
+def which_mode(*ignored):  # takes no payload; one sent is ignored
     # Asked over the socket, so the answer comes from the running server.
     emit("server mode", {"async_mode": socketio.async_mode})
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

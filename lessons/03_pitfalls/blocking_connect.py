@@ -7,6 +7,7 @@
 # and POST /loops/stop makes the broken ones end.
 import itertools
 import random
+import secrets
 import threading
 import time
 
@@ -24,6 +25,9 @@ def create_app(async_mode=None):
     FLASK_PUSH_INTERVAL, seconds between two `mess` pushes (default 5, as in the post);
     FLASK_LOOP_SECONDS, how long the broken connect handler loops at most (default 60)."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
 
@@ -142,5 +146,5 @@ def push_mess(interval):
 
 @socketio.on("my ping", namespace=NAMESPACE)
 @socketio.on("my ping", namespace=FIXED_NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

@@ -5,6 +5,7 @@
 # demo's "work" handler on /test_conn computes for FLASK_BUSY_SECONDS; the one
 # on /test_conn_fixed does the same work but yields between small pieces.
 # A ticker pushes `tick` to every client meanwhile, so you can see the freeze.
+import secrets
 import threading
 import time
 
@@ -22,6 +23,9 @@ def create_app(async_mode=None):
     FLASK_BUSY_SECONDS, how long "work" computes (default 3);
     FLASK_PUSH_INTERVAL, seconds between two `tick` pushes (default 0.5)."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
 
@@ -63,7 +67,7 @@ def crunch():
 # --- broken: compute until done -----------------------------------------------
 
 @socketio.on("work", namespace=NAMESPACE)
-def work():
+def work(*ignored):  # takes no payload; one sent is ignored
     seconds = busy_seconds()
     started = time.monotonic()
     rounds = 0
@@ -83,7 +87,7 @@ def done(started, rounds):
 # --- fixed: the same work, yielding between pieces ---------------------------
 
 @socketio.on("work", namespace=FIXED_NAMESPACE)
-def work_fixed():
+def work_fixed(*ignored):
     seconds = busy_seconds()
     started = time.monotonic()
     rounds = 0
@@ -138,5 +142,5 @@ def tick(interval):
 
 @socketio.on("my ping", namespace=NAMESPACE)
 @socketio.on("my ping", namespace=FIXED_NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

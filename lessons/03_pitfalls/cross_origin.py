@@ -53,7 +53,7 @@ def create_app(async_mode=None):
 
 
 @socketio.on("who am i", namespace=NAMESPACE)
-def who_am_i():
+def who_am_i(*ignored):  # takes no payload; one sent is ignored
     # Flask-SocketIO gives each connection a copy of the session from the
     # cookies of the request that opened it: whichever page connected, it
     # acts as the user who is logged in on this site.
@@ -61,7 +61,7 @@ def who_am_i():
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"
 
 

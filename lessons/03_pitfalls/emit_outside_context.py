@@ -6,6 +6,7 @@
 # the task uses socketio.emit(..., namespace=..., to=sid), and "try emit" runs
 # one of five calls from a background task so you can see who receives what.
 import random
+import secrets
 import threading
 import traceback
 
@@ -22,6 +23,9 @@ def create_app(async_mode=None):
     """Build the app. Settings (FLASK_* environment variables):
     FLASK_PUSH_INTERVAL, seconds between two `mess` pushes (default 5, as in the post)."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
 
@@ -158,10 +162,13 @@ CALLS = {
 
 
 @socketio.on("try emit", namespace=FIXED_NAMESPACE)
-def try_emit(message=None):
-    call = message.get("data") if isinstance(message, dict) else None
-    if call not in CALLS:
-        return {"ok": False, "error": f'"try emit" expects {{"data": one of {list(CALLS)}}}'}
+def try_emit(message=None, *extra):  # *extra: more than one argument (refused below)
+    call = message.get("data") if isinstance(message, dict) and not extra else None
+    # isinstance first: `[1] in CALLS` would raise TypeError (a list cannot be a dict key).
+    if not isinstance(call, str) or call not in CALLS:
+        error = f'"try emit" expects {{"data": one of {list(CALLS)}}}'
+        emit("error", {"message": error})  # to the sender alone, as lesson 01's on_error does
+        return {"ok": False, "error": error}
     socketio.start_background_task(run_call, call, request.sid)
     return {"ok": True}
 
@@ -179,5 +186,5 @@ def run_call(call, sid):
 
 @socketio.on("my ping", namespace=NAMESPACE)
 @socketio.on("my ping", namespace=FIXED_NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

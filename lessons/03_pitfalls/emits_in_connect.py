@@ -4,6 +4,7 @@
 # clear." This demo serves that handler on /test_conn, and the fix on
 # /test_conn_fixed. The page at / connects to the broken namespace, the page at
 # /fixed to the fixed one; both show when each event arrived.
+import secrets
 import time
 
 from flask import Flask, current_app, render_template, request
@@ -19,6 +20,9 @@ def create_app(async_mode=None):
     """Build the app. Settings (FLASK_* environment variables):
     FLASK_SECOND_EMIT_DELAY, seconds between the two emits (default 1, as in the post)."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
 
@@ -77,5 +81,5 @@ def emit_twice(sid, delay):
 
 @socketio.on("my ping", namespace=NAMESPACE)
 @socketio.on("my ping", namespace=FIXED_NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"

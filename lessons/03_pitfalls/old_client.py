@@ -1,4 +1,6 @@
 """The 2019 post's socket.io 1.5.1 client against today's server: refused with 400, retry after retry."""
+import secrets
+
 from flask import Flask, current_app, render_template, request
 from flask_socketio import SocketIO, emit
 
@@ -13,6 +15,9 @@ socketio = SocketIO()
 def create_app(async_mode=None):
     """Build the app. ``async_mode=None`` lets Flask-SocketIO pick; ``./lesson run --mode`` passes one."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
 
@@ -28,16 +33,16 @@ class BadPayload(ValueError):
 
 
 @socketio.on("my event", namespace=NAMESPACE)
-def my_event(message=None):
+def my_event(message=None, *extra):  # *extra: more than one argument (refused below)
     # The post's page emits {data: "i'm connected"} once connected.
-    if not isinstance(message, dict) or "data" not in message:
+    if extra or not isinstance(message, dict) or "data" not in message:
         raise BadPayload('"my event" expects an object like {"data": ...}')
     emit("event response", {"data": message["data"]})
     return {"ok": True}
 
 
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"
 
 

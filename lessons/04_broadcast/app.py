@@ -1,4 +1,6 @@
 """Who receives an emit: the sender, everyone, everyone else, a room, or a whole namespace."""
+import secrets
+
 from flask import Flask, current_app, render_template, request
 from flask_socketio import SocketIO, emit, join_room, leave_room, rooms
 
@@ -15,6 +17,9 @@ def create_app(async_mode=None):
     """Build the app. ``async_mode=None`` lets Flask-SocketIO pick
     (eventlet, then gevent, then threading); ``./lesson run --mode`` passes one."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     # Settings come from FLASK_* environment variables, e.g. FLASK_SECRET_KEY.
     app.config.from_prefixed_env()
     socketio.init_app(app, async_mode=async_mode)
@@ -66,9 +71,11 @@ JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a numb
               float: "a number", bool: "a boolean", type(None): "null", bytes: "binary data"}
 
 
-def fields(message, *keys):
+def fields(message, *keys, extra=()):
     """The values of ``keys`` in an object payload, or BadPayload naming what arrived instead."""
     event = request.event["message"]
+    if extra:  # socket.emit("join", {room: "a"}, "more"): one payload per event here
+        raise BadPayload(f'"{event}" expects one argument, got {1 + len(extra)}')
     if not isinstance(message, dict):
         got = JSON_TYPES.get(type(message), type(message).__name__)
         example = ", ".join(f'"{key}": ...' for key in keys)
@@ -91,8 +98,8 @@ def room_name(room):
 # --- one client, everyone, everyone else ------------------------------------
 
 @socketio.on("my event", namespace=NAMESPACE)
-def my_event(message=None):  # =None: a client may emit the event with no payload at all
-    [data] = fields(message, "data")
+def my_event(message=None, *extra):  # =None: no payload at all; *extra: several (refused)
+    [data] = fields(message, "data", extra=extra)
     # Inside a handler, emit() knows the sender (request.sid) and the
     # namespace, so with no other argument it goes to the sender alone.
     emit("event response", {"data": data})
@@ -100,16 +107,16 @@ def my_event(message=None):  # =None: a client may emit the event with no payloa
 
 
 @socketio.on("my event broadcast", namespace=NAMESPACE)
-def my_event_broadcast(message=None):
-    [data] = fields(message, "data")
+def my_event_broadcast(message=None, *extra):
+    [data] = fields(message, "data", extra=extra)
     # broadcast=True: every client of this handler's namespace, the sender too.
     emit("my ev broadcast", {"data": data}, broadcast=True)
     return {"ok": True}
 
 
 @socketio.on("my event others", namespace=NAMESPACE)
-def my_event_others(message=None):
-    [data] = fields(message, "data")
+def my_event_others(message=None, *extra):
+    [data] = fields(message, "data", extra=extra)
     # include_self=False skips the sender (skip_sid=request.sid): a chat
     # message the sender has already shown does not come back to it.
     emit("my ev others", {"data": data}, broadcast=True, include_self=False)
@@ -125,8 +132,8 @@ def my_rooms():
 
 
 @socketio.on("join", namespace=NAMESPACE)
-def join(message=None):
-    [room] = fields(message, "room")
+def join(message=None, *extra):
+    [room] = fields(message, "room", extra=extra)
     join_room(room_name(room))
     # Membership is in place once the client has this ack: wait for it before
     # counting on the room's messages (handlers of one client can run concurrently).
@@ -134,15 +141,15 @@ def join(message=None):
 
 
 @socketio.on("leave", namespace=NAMESPACE)
-def leave(message=None):
-    [room] = fields(message, "room")
+def leave(message=None, *extra):
+    [room] = fields(message, "room", extra=extra)
     leave_room(room_name(room))
     return {"ok": True, "rooms": my_rooms()}
 
 
 @socketio.on("my room event", namespace=NAMESPACE)
-def my_room_event(message=None):
-    room, data = fields(message, "room", "data")
+def my_room_event(message=None, *extra):
+    room, data = fields(message, "room", "data", extra=extra)
     room = room_name(room)
     # to=room: the room's members only. The sender need not be one (think of
     # mailing a list you are not on); it gets the message only if it is.
@@ -154,7 +161,7 @@ def my_room_event(message=None):
 
 @socketio.on("my ping", namespace="/")
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"
 
 

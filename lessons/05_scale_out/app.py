@@ -1,4 +1,6 @@
 """Broadcast across several server processes, joined by a Redis message queue."""
+import secrets
+
 from flask import Flask, render_template, request
 from flask_socketio import SocketIO, emit
 
@@ -12,6 +14,9 @@ socketio = SocketIO()
 def create_app(async_mode=None):
     """Build the app; FLASK_MESSAGE_QUEUE=redis://HOST:PORT/0 joins it to the other servers."""
     app = Flask(__name__)
+    # Flask signs the session cookie with this key. A random one per process:
+    # no key is ever committed, and FLASK_SECRET_KEY (read below) overrides it.
+    app.config["SECRET_KEY"] = secrets.token_hex(16)
     app.config.from_prefixed_env()
     queue = app.config.get("MESSAGE_QUEUE")  # None: a single server, as in lesson 04
     if queue:
@@ -29,9 +34,11 @@ def create_app(async_mode=None):
 
 
 @socketio.on("my event broadcast", namespace=NAMESPACE)
-def my_event_broadcast(message=None):
-    if not isinstance(message, dict) or "data" not in message:
-        return {"ok": False, "error": '"my event broadcast" expects an object like {"data": ...}'}
+def my_event_broadcast(message=None, *extra):  # *extra: more than one argument (refused below)
+    if extra or not isinstance(message, dict) or "data" not in message:
+        error = '"my event broadcast" expects an object like {"data": ...}'
+        emit("error", {"message": error})  # to the sender alone, as lesson 01's on_error does
+        return {"ok": False, "error": error}
     # broadcast=True reaches every client of the namespace on EVERY server
     # joined by the queue; "via" says which server the sender is connected to.
     emit("my ev broadcast", {"data": message["data"], "via": request.host}, broadcast=True)
@@ -40,5 +47,5 @@ def my_event_broadcast(message=None):
 
 @socketio.on("my ping", namespace="/")
 @socketio.on("my ping", namespace=NAMESPACE)
-def my_ping():
+def my_ping(*ignored):  # *ignored: a payload sent with it changes nothing
     return "pong"
