@@ -48,14 +48,15 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid):
             module, _, test = nodeid.partition("::")
             mode = re.search(r"[\[-](eventlet|gevent|threading)[\]-]", test)
-            if not mode:
-                return nodeid
+            if not mode:  # one unit per test, but for a module whose tests share a costly fixture
+                return module if module.endswith(ONE_UNIT_MODULES) else nodeid
             demo = next((demo for demo in demos if test.startswith(f"test_{demo}_")), "")
             return f"{module}::{mode[1]}::{demo}"
 
     return ByModuleModeAndDemo(config, log)
 
 
+ONE_UNIT_MODULES = ("test_offline_install.py",)  # its wheelhouse is made once, for all its tests
 SLOWEST_MODULES = ("test_load", "test_fuzz", "test_offline_install",  # (`--full` only)
                    "test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
                    "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
