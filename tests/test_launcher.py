@@ -177,6 +177,17 @@ def test_a_wrong_command_line_gets_one_clear_line_and_status_2(args, explanation
     assert explanation in result.stderr
 
 
+@pytest.mark.parametrize("args", [[], ["wheels/", "--platform", "beos"]], ids=["no folder", "unknown platform"])
+def test_the_wrappers_wheelhouse_command_answers_a_wrong_command_line_in_one_line(args):
+    result = subprocess.run([sys.executable, str(ROOT / "lesson"), "wheelhouse", *args],
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("./lesson wheelhouse: ")
+
+
 def test_a_port_already_taken_gets_one_clear_line_and_status_2(mode):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
