@@ -122,6 +122,19 @@ def test_a_fresh_checkout_installs_from_the_wheelhouse_alone(checkout, wheelhous
     assert (again.returncode, again.stderr, again.stdout) == (0, "", result.stdout)
 
 
+def test_a_venv_left_without_pip_by_a_failed_attempt_is_made_anew(checkout, wheelhouse, index):
+    """Debian without python3-venv: `python -m venv` stops at "ensurepip is not
+    available" and leaves a Python with no pip; the next ./lesson must not reuse it."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(checkout / ".venv")],
+                   check=True, timeout=60)
+
+    result = run_wrapper(checkout, wheelhouse, index[0], "list")
+
+    assert result.returncode == 0, result.stderr
+    assert "has no pip (an earlier attempt failed half-way): making it anew" in result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()] == LESSON_FOLDERS
+
+
 def test_a_wheel_missing_from_the_wheelhouse_stops_the_install_and_names_it(
         checkout, wheelhouse, index, tmp_path):
     index_url, requests = index
