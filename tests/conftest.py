@@ -7,14 +7,13 @@
   socket, which records every event it receives;
 * ``page`` is a fresh tab of a real headless Chromium.
 """
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from harness import MODES, ROOT, LessonServer, RecordingClient
+from lesson_launcher.doctor import chromium_candidates
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -124,18 +123,13 @@ def connect():
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
-# The headless shell first: the same engine without the desktop browser around it;
-# it used about half the CPU of the full Chromium in this suite.
-SYSTEM_CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser",
-                    "google-chrome", "google-chrome-stable")
 
 
 def find_chromium(playwright):
     """$CHROMIUM, a system Chromium (headless shell or full), or the one
     `playwright install chromium` downloads."""
-    candidates = [os.environ.get("CHROMIUM")] + [shutil.which(name) for name in SYSTEM_CHROMIUMS]
-    candidates.append(playwright.chromium.executable_path)
-    for candidate in candidates:
+    # (lesson doctor looks in the same places: lesson_launcher.doctor.chromium_candidates)
+    for candidate in chromium_candidates() + [playwright.chromium.executable_path]:
         if candidate and Path(candidate).exists():
             return candidate
     pytest.fail("no Chromium found for the browser tests. Install one: "

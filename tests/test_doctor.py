@@ -10,7 +10,6 @@ import shutil
 import socket
 import time
 
-import conftest
 from harness import MODES, free_port, run_lesson_command
 from lesson_launcher import doctor
 
@@ -105,10 +104,6 @@ def test_a_check_that_crashes_is_a_failed_row_not_a_traceback():
     row = doctor.run_check("python", lambda: 1 / 0, ())
     assert (row.check, row.status) == ("python", doctor.FAIL)
     assert "ZeroDivisionError" in row.detail and row.fix
-
-
-def test_the_doctor_looks_for_chromium_where_the_tests_do():
-    assert doctor.SYSTEM_CHROMIUMS == conftest.SYSTEM_CHROMIUMS
 
 
 def test_a_wrong_doctor_command_line_gets_one_line_and_status_2():

@@ -32,7 +32,9 @@ MINIMUM_PYTHON = (3, 10)
 OK, WARNING, FAIL = "ok", "warning", "FAIL"
 START_TIMEOUT = 15  # a cold start on a slow laptop; a warm one takes about 1 s
 TALK_TIMEOUT = 5
-# The same search as tests/conftest.py find_chromium (tests/test_doctor.py keeps them equal).
+# Where a Chromium for the browser tests is looked for, here and by tests/conftest.py.
+# The headless shell first: the same engine without the desktop browser around it;
+# it used about half the CPU of the full Chromium in the test suite.
 SYSTEM_CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser",
                     "google-chrome", "google-chrome-stable")
 RECREATE_VENV = "recreate the venv: `rm -rf .venv && ./lesson list` (or see README, Offline workshops)"
@@ -306,13 +308,18 @@ def check_browser() -> Row:
     configured = os.environ.get("CHROMIUM")
     if configured and not Path(configured).exists():
         note = f" (CHROMIUM={configured}: no such file)"
-    found = (configured if configured and Path(configured).exists() else None) or next(
-        (path for path in map(shutil.which, SYSTEM_CHROMIUMS) if path), None) or playwright_chromium()
+    found = next((path for path in chromium_candidates() if path and Path(path).exists()),
+                 None) or playwright_chromium()
     if found:
         return Row(name, OK, f"{found}{note}")
     return Row(name, WARNING, f"no Chromium{note}: optional, only the browser tests need one",
                "`sudo apt-get install chromium-headless-shell`, or "
                "`.venv/bin/playwright install chromium`, or CHROMIUM=/path/to/chrome")
+
+
+def chromium_candidates() -> list:
+    """$CHROMIUM, then the system's Chromiums on PATH (None where there is none)."""
+    return [os.environ.get("CHROMIUM")] + [shutil.which(name) for name in SYSTEM_CHROMIUMS]
 
 
 def playwright_chromium():
