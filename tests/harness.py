@@ -178,13 +178,14 @@ class Received:
 class RecordingClient:
     """A python-socketio client that records every event of every namespace."""
 
-    def __init__(self, url, namespaces=("/test_conn",), transports=None):
+    def __init__(self, url, namespaces=("/test_conn",), transports=None, **client_options):
         self.url = url
         self.namespaces = list(namespaces)
         self.received = []
         self.changed = threading.Condition()
-        # Reconnection would hide a dropped connection from the test.
-        self.sio = socketio.Client(reconnection=False)
+        # Reconnection would hide a dropped connection from the test, unless the
+        # test is about it (client_options go to socketio.Client).
+        self.sio = socketio.Client(**{"reconnection": False, **client_options})
         self.sio.on("*", self._record_event, namespace="*")
         self.sio.on("connect", lambda ns: self._record("connect", ns, ()), namespace="*")
         self.sio.on("disconnect", lambda ns, *reason: self._record("disconnect", ns, reason),

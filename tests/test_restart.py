@@ -15,7 +15,6 @@ import re
 import time
 
 import pytest
-import socketio
 from playwright.sync_api import expect
 
 from harness import LessonServer, RecordingClient, disconnect, free_port, wait_until
@@ -30,13 +29,8 @@ class ReconnectingClient(RecordingClient):
     trying every 0.2 s."""
 
     def __init__(self, url):
-        super().__init__(url)
-        self.sio = socketio.Client(reconnection_delay=0.2, reconnection_delay_max=0.2,
-                                   randomization_factor=0)
-        self.sio.on("*", self._record_event, namespace="*")
-        self.sio.on("connect", lambda ns: self._record("connect", ns, ()), namespace="*")
-        self.sio.on("disconnect", lambda ns, *reason: self._record("disconnect", ns, reason),
-                    namespace="*")
+        super().__init__(url, reconnection=True, reconnection_delay=0.2,
+                         reconnection_delay_max=0.2, randomization_factor=0)
 
     def close(self):
         if self.sio.connected:
