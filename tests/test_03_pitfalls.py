@@ -171,6 +171,22 @@ def arrived(timeline, event):
     return [e for e in timeline if e["kind"] == "arrived" and e["event"] == event]
 
 
+def after_upgrade(timeline, event):
+    """The `event` pushes handled after the page's upgrade to WebSocket finished."""
+    upgraded = [e["t"] for e in timeline if e["kind"] == "status" and e["event"] == "upgraded"]
+    return [e for e in handled(timeline, event) if upgraded and e["t"] > upgraded[0]]
+
+
+def moments(entries, apart=PUSH / 2):
+    """The times at which entries came, counting those less than `apart` after
+    the one before as the same moment (a burst)."""
+    starts = []
+    for entry in entries:
+        if not starts or entry["t"] - starts[-1] >= apart:
+            starts.append(entry["t"])
+    return starts
+
+
 def connect_entry(timeline):
     [entry] = [e for e in timeline if e["kind"] == "status" and e["event"] == "connect"]
     return entry
@@ -458,7 +474,8 @@ def watch_pages_while_looping(servers, tabs):
         seen[name]["timeline"] = timeline_of(tab)
     seen["default"]["loop"] = loops_of(blocking)[before["default"]]
     seen["websocket"]["loop"] = loops_of(other)[before["websocket"]]
-    wait_until(lambda: len(handled(timeline_of(fixed), "mess")) >= 6, what="6 pushes on the fixed page")
+    wait_until(lambda: len(moments(after_upgrade(timeline_of(fixed), "mess"))) >= 4,
+               what="pushes at 4 moments on the fixed page after its upgrade to WebSocket")
     seen["fixed"] = {"timeline": timeline_of(fixed), **fixed.evaluate(SNAPSHOT)}
     tabs.close_all()
     return seen
@@ -528,11 +545,12 @@ def test_blocking_connect_fixed_page_connects_at_once_and_shows_each_push(while_
     seen = while_looping["pages"]["fixed"]
     assert seen["status"].startswith("yes — the server answered the connect after"), seen
     assert "websocket" in seen["transport"], seen
-    messes = handled(seen["timeline"], "mess")[:6]
+    messes = handled(seen["timeline"], "mess")
     assert connect_entry(seen["timeline"])["t"] < messes[0]["t"]
-    # One by one, not all at once (pushes sent during the upgrade to WebSocket may
-    # arrive together, when it completes).
-    assert messes[5]["t"] - messes[0]["t"] >= 2 * PUSH, messes
+    # One by one, not all at once. (Pushes sent while the transport is upgraded to
+    # WebSocket wait for the upgrade and arrive together when it completes: on a
+    # busy machine that can be five or more. So count the moments after it.)
+    assert len(moments(after_upgrade(seen["timeline"], "mess"))) >= 4, seen["timeline"]
     # Each one handled as it arrived: nothing held back. (The broken page holds its
     # first push for 2 * PUSH at least: until the button, pressed after the third
     # push. The bound leaves room for a renderer kept waiting by a busy machine.)
