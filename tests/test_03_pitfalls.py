@@ -491,7 +491,7 @@ def assert_held_pushes_handled_at_once_before_connect(seen):
     assert [m["data"]["loop"] for m in messes] == [loop["loop"]] * len(messes)
     assert [m["data"]["seq"] for m in messes] == list(range(1, loop["pushes"] + 1))  # in order
     assert len(messes) >= 3
-    assert messes[-1]["t"] - messes[0]["t"] < 0.05
+    assert messes[-1]["t"] - messes[0]["t"] < PUSH  # 3 or more, pushed 2 * PUSH apart or more
     assert messes[0]["t"] >= button["t"]
     assert messes[-1]["t"] <= connected["t"]
 
@@ -521,7 +521,7 @@ def test_blocking_connect_page_says_not_connected_and_shows_nothing_while_the_ha
     burst = [m for m in after if connect_packet["t"] - m["t"] < 0.05]
     in_flight = [m for m in after if m not in burst]
     assert len(burst) >= 2, timeline
-    assert not in_flight or in_flight[-1]["t"] - in_flight[0]["t"] < 0.05, timeline
+    assert not in_flight or in_flight[-1]["t"] - in_flight[0]["t"] < PUSH / 2, timeline
 
 
 @pytest.mark.browser
@@ -653,7 +653,7 @@ def test_emits_in_connect_page_runs_both_handlers_at_once_right_before_connect_t
         seen = emits_pages["broken", transport]
         first, second = handled(seen["timeline"], "mess")
         assert [first["data"]["data"], second["data"]["data"]] == ["first", "second"]
-        assert second["t"] - first["t"] < 0.05
+        assert second["t"] - first["t"] < DELAY / 4  # emitted DELAY apart
         assert first["t"] >= DELAY
         assert second["t"] <= connect_entry(seen["timeline"])["t"]
         assert f"(the server emitted them {DELAY} s apart)" in seen["gap"]
