@@ -4,6 +4,7 @@ subprocess, and a python-socketio client that records what it receives.
 Nothing here sleeps to synchronise: every wait is on a condition with a
 deadline, and a failed wait says what did arrive.
 """
+import http.client
 import os
 import queue
 import shutil
@@ -15,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import socketio
 
@@ -50,6 +53,28 @@ def wait_until(condition, timeout=EVENT_TIMEOUT, what="the condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout}s for {what}; last value: {value!r}")
         time.sleep(0.02)  # a polling period, not a synchronisation
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+def http_request(url, *, data=None, headers=None, timeout=EVENT_TIMEOUT) -> Reply:
+    """One plain HTTP request to ``url``: a GET, or a POST of ``data`` (bytes).
+    Any status is an answer, not an exception. It goes straight to the address in
+    ``url``, never through a proxy named in the environment."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST" if data is not None else "GET", target, body=data,
+                           headers=headers or {})
+        response = connection.getresponse()
+        return Reply(response.status, response.headers, response.read().decode(errors="replace"))
+    finally:
+        connection.close()
 
 
 def free_port() -> int:

@@ -20,8 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,7 +27,7 @@ import socketio
 from playwright.sync_api import expect
 
 from harness import (EVENT_TIMEOUT, ROOT, LessonServer, RecordingClient, disconnect, free_port,
-                     start_all, wait_until)
+                     http_request, start_all, wait_until)
 
 NS, FIXED = "/test_conn", "/test_conn_fixed"
 LESSON = ROOT / "lessons" / "03_pitfalls"
@@ -90,8 +88,9 @@ def side_by_side(in_thread, here, timeout):
 
 
 def get_json(server, path):
-    with urllib.request.urlopen(server.url + path.lstrip("/"), timeout=5) as response:
-        return json.loads(response.read())
+    reply = http_request(server.url + path.lstrip("/"))
+    assert reply.status == 200, reply
+    return json.loads(reply.body)
 
 
 def origin(url):
@@ -99,22 +98,12 @@ def origin(url):
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def request(url, headers=None, timeout=EVENT_TIMEOUT):
-    """GET ``url``: (status, headers, body) whatever the status."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                    timeout=timeout) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
-
-
 def handshake(server, origin_header=None, host=None):
     """The first request of every Socket.IO client (Engine.IO 4, long-polling)."""
     headers = {"Origin": origin_header} if origin_header else {}
     if host:
         headers["Host"] = host
-    return request(server.url + "socket.io/?EIO=4&transport=polling", headers)
+    return http_request(server.url + "socket.io/?EIO=4&transport=polling", headers=headers)
 
 
 def connection(server):
@@ -259,9 +248,9 @@ def loops_of(server):
 
 def stop_loops(server):
     """POST /loops/stop: the broken connect handlers return (after their current sleep)."""
-    request = urllib.request.Request(server.url + "loops/stop", method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
+    reply = http_request(server.url + "loops/stop", data=b"")
+    assert reply.status == 200, reply
+    return json.loads(reply.body)
 
 
 @pytest.fixture(scope="module")
@@ -996,7 +985,7 @@ def test_async_model_typo_raises_no_error_and_the_server_runs_eventlet_whatever_
     server = typo["quiet"]
 
     assert server.ready_line["mode"] == "eventlet"
-    assert request(server.url)[0] == 200
+    assert http_request(server.url).status == 200
     stderr = server.stop()
     assert "Error" not in stderr and "Traceback" not in stderr, stderr
     if mode != "eventlet":  # (--mode eventlet: the launcher imported eventlet itself, earlier)
@@ -1060,8 +1049,8 @@ def test_async_model_typo_in_gevent_mode_one_waiting_long_poll_freezes_the_whole
         # server has it before the next connection below even opens.
         long_poll.request("GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
         try:
-            page = request(server.url, timeout=1)
-        except (TimeoutError, urllib.error.URLError) as error:
+            page = http_request(server.url, timeout=1)
+        except TimeoutError as error:
             page = error
     finally:
         long_poll.close()
@@ -1116,7 +1105,7 @@ def test_old_client_the_server_answers_an_engine_io_3_request_with_400_unsupport
         old_client):
     server = old_client
 
-    status, _, body = request(server.url + "socket.io/?EIO=3&transport=polling")
+    status, _, body = http_request(server.url + "socket.io/?EIO=3&transport=polling")
 
     assert (status, json.loads(body)) == (400, UNSUPPORTED)
     wait_for_stderr(server, UNSUPPORTED + " (further occurrences of this error will be logged")
@@ -1227,7 +1216,7 @@ def frame(page, name):
 
 def linked_sites(server):
     """The other sites' origins, as the lesson page links them."""
-    html = request(server.url)[2]
+    html = http_request(server.url).body
     return dict(re.findall(r'<iframe id="(\w+)"[^>]* src="(http://[^/"]+)/', html))
 
 
@@ -1325,8 +1314,8 @@ def test_cross_origin_an_exact_list_replaces_the_default_so_it_must_name_your_ow
     assert (status, json.loads(body)) == (400, REFUSED)
     assert websocket_upgrade(exact, **as_localhost(exact))[0] == 400
     # The page warns when its own origin is not in the list.
-    assert 'id="own-origin-missing"' in request(exact.url, {"Host": as_localhost(exact)["host"]})[2]
-    assert 'id="own-origin-missing"' not in request(exact.url)[2]
+    assert 'id="own-origin-missing"' in http_request(exact.url, headers={"Host": as_localhost(exact)["host"]}).body
+    assert 'id="own-origin-missing"' not in http_request(exact.url).body
 
 
 def test_cross_origin_star_accepts_any_origin_and_tells_the_browser_to_send_cookies(cors):

@@ -7,12 +7,13 @@ connection, started after the server has sent everything it was going to send.
 """
 import json
 import re
-import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 from playwright.sync_api import expect
+
+from harness import http_request
 
 NS = "/test_conn"
 DEFAULT = "/"
@@ -44,13 +45,9 @@ def settle(*clients):
 def post(server, path, body, content_type="application/json"):
     """POST to the lesson; returns (status, decoded JSON body)."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(server.url + path.lstrip("/"), data=data, method="POST",
-                                     headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+    reply = http_request(server.url + path.lstrip("/"), data=data,
+                         headers={"Content-Type": content_type})
+    return reply.status, json.loads(reply.body)
 
 
 @pytest.fixture

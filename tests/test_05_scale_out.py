@@ -19,8 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,7 +26,7 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
-from harness import EVENT_TIMEOUT, ROOT, STOP_TIMEOUT, run_lesson_command
+from harness import EVENT_TIMEOUT, ROOT, STOP_TIMEOUT, http_request, run_lesson_command
 
 NS = "/test_conn"
 CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel (SocketIO.init_app)
@@ -242,7 +240,7 @@ def test_without_a_message_queue_a_server_is_alone(servers, joined):
     assert broadcasts(also_on_alone) == [from_alone]  # its own clients only...
     on_b.sync()
     assert broadcasts(on_b) == [from_a]  # ...and nothing from it reaches the others
-    page = http(alone.url)[1]
+    page = http_request(alone.url).body
     assert '<dd id="queue">none: a single server, alone</dd>' in page
     assert "http://" not in page and "https://" not in page  # the client is shipped, no CDN
 
@@ -266,15 +264,6 @@ def test_a_malformed_broadcast_gets_a_clear_acknowledgement_and_reaches_nobody(s
 
 # --- sticky sessions --------------------------------------------------------------
 
-def http(url, data=None):
-    """(status, body) of a GET, or of a POST when ``data`` is given."""
-    try:
-        with urllib.request.urlopen(url, data=data, timeout=EVENT_TIMEOUT) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def wait_for_log(server, text, timeout=EVENT_TIMEOUT):
     """Wait (bounded) until the server has written ``text`` to its stderr."""
     deadline = time.monotonic() + timeout
@@ -286,15 +275,17 @@ def wait_for_log(server, text, timeout=EVENT_TIMEOUT):
 def test_a_long_polling_request_that_reaches_the_other_server_is_refused_invalid_session(servers):
     a, b, _ = servers
     polling = "socket.io/?EIO=4&transport=polling"
-    status, handshake = http(a.url + polling)  # what a client's first request gets from A
+    status, _, handshake = http_request(a.url + polling)  # what a client's first request gets from A
     assert status == 200 and handshake.startswith("0{")
     sid = json.loads(handshake[1:])["sid"]
 
     # The client's next request, sent by a load balancer without sticky sessions to B:
-    assert http(f"{b.url}{polling}&sid={sid}") == (400, f'"Invalid session {sid}"')
+    on_b = http_request(f"{b.url}{polling}&sid={sid}")
+    assert (on_b.status, on_b.body) == (400, f'"Invalid session {sid}"')
     wait_for_log(b, f"Invalid session {sid}")
 
-    assert http(f"{a.url}{polling}&sid={sid}", data=b"1") == (200, "OK")  # close it on A
+    close_on_a = http_request(f"{a.url}{polling}&sid={sid}", data=b"1")  # "1": the close packet
+    assert (close_on_a.status, close_on_a.body) == (200, "OK")
 
 
 # --- a bad queue URL, at startup --------------------------------------------------

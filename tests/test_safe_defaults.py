@@ -8,7 +8,6 @@ in a temporary lesson folder) that adds two routes which raise, since no lesson
 route fails on purpose. (What test_launcher.py covers is not repeated: request
 logging off without --debug, a port in use.)
 """
-import http.client
 import json
 import os
 import re
@@ -16,11 +15,12 @@ import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
 
-from harness import ROOT, LessonServer, RecordingClient, start_all, wait_until
+from harness import ROOT, LessonServer, RecordingClient, http_request, start_all, wait_until
 from lesson_launcher import catalog, cli
 from lesson_launcher import serve as launcher_serve
 
@@ -92,23 +92,22 @@ def server(servers):
     return servers[0]
 
 
-def get(url, path, headers=None, host=None):
-    """(status, headers, body) of one HTTP GET to the server at ``url`` (or at ``host``, same port)."""
-    address = re.match(r"http://([\d.]+):(\d+)/", url)
-    connection = http.client.HTTPConnection(host or address[1], int(address[2]), timeout=5)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read().decode(errors="replace")
-    finally:
-        connection.close()
+def page(url, path="/", headers=None):
+    """One HTTP GET of ``path`` on the server at ``url``: (status, headers, body)."""
+    return http_request(url.rstrip("/") + path, headers=headers)
+
+
+def at_address(url, address):
+    """``url`` at another address of this machine, same port."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{address}:{parts.port}").geturl()
 
 
 # --- binding: 127.0.0.1 unless --host says otherwise ------------------------------
 
 def test_by_default_the_server_binds_127_0_0_1_only(server):
     assert server.ready_line["host"] == "127.0.0.1"
-    assert get(server.url, "/")[0] == 200
+    assert page(server.url).status == 200
     assert not [line for line in server.stderr_text.splitlines() if line.startswith("lesson: warning")]
     assert listening_on(server) == {"127.0.0.1"}
     with pytest.raises(ConnectionRefusedError):  # the same port on another address: nobody there
@@ -121,7 +120,7 @@ def test_host_0_0_0_0_warns_in_one_line_and_is_reachable_from_the_network(server
     warnings = [line for line in open_.stderr_text.splitlines() if line.startswith("lesson: warning")]
     assert len(warnings) == 1 and NETWORK_WARNING.match(warnings[0])[1] == "0.0.0.0", warnings
     assert listening_on(open_) == {"0.0.0.0"}  # every IPv4 address of the machine
-    assert get(open_.url, "/", host=ANOTHER_ADDRESS)[0] == 200  # what the warning says is true
+    assert page(at_address(open_.url, ANOTHER_ADDRESS)).status == 200  # what the warning says is true
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "0.0.0.0", "::"])
@@ -148,7 +147,7 @@ def assert_plain_500(status, body):
 
 
 def test_an_error_in_a_view_gives_a_plain_500_without_the_debugger(server):
-    status, _, body = get(server.url, "/boom")
+    status, _, body = page(server.url, "/boom")
     assert_plain_500(status, body)
     # Flask answered and logged it, which it does only out of debug mode (in debug
     # mode it lets the exception through to the server, for a debugger to catch).
@@ -159,7 +158,7 @@ def test_an_error_in_a_view_gives_a_plain_500_without_the_debugger(server):
 
 def test_an_error_outside_flask_sends_the_client_no_traceback(server):
     """eventlet.wsgi.server's own default, debug=True, would send it: serve.py says debug=False."""
-    status, _, body = get(server.url, "/middleware-boom")
+    status, _, body = page(server.url, "/middleware-boom")
     assert_plain_500(status, body)  # (the body: Werkzeug's page, gevent's one line, or nothing)
 
 
@@ -180,10 +179,10 @@ UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Versi
 def test_a_page_from_another_origin_is_refused_and_the_same_origin_accepted(server):
     same = server.url.rstrip("/")
     for origin, polling, websocket in [("http://evil.example", 400, 400), (same, 200, 101)]:
-        status, headers, body = get(server.url, HANDSHAKE, {"Origin": origin})
+        status, headers, body = page(server.url, HANDSHAKE, {"Origin": origin})
         assert status == polling, (origin, body)
-        assert get(server.url, HANDSHAKE.replace("polling", "websocket"),
-                   {**UPGRADE, "Origin": origin})[0] == websocket, origin
+        assert page(server.url, HANDSHAKE.replace("polling", "websocket"),
+                    {**UPGRADE, "Origin": origin}).status == websocket, origin
         if status == 200:  # an Engine.IO session opened, and no CORS header for others to read it
             assert body.startswith("0{")
             assert headers.get("Access-Control-Allow-Origin") in (None, same)
