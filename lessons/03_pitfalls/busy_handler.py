@@ -96,6 +96,8 @@ def work_fixed(*ignored):
         rounds += 1
         # Let everything else that is ready run (pushes, pings, other
         # clients), then carry on. In threading mode it costs next to nothing.
+        # (gevent looks at the sockets only every 50 or so of these: keep the
+        # pieces short. The README says why.)
         socketio.sleep(0)
     return done(started, rounds)
 
