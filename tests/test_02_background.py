@@ -1,6 +1,5 @@
 """Lesson 02_background: one background task pushes `mess` to every client, in every async mode."""
 import re
-import statistics
 import threading
 
 import pytest
@@ -54,8 +53,11 @@ def assert_one_task(clients, count=5):
         for r in received:
             assert set(r.data) == {"data", "seq"} and 1 <= r.data["data"] <= 100
             assert values.setdefault(r.data["seq"], r.data["data"]) == r.data["data"]
-        gaps = [b.at - a.at for a, b in zip(received, received[1:])]
-        assert 0.5 * INTERVAL < statistics.median(gaps) < 2 * INTERVAL, gaps
+        # The mean interval: a busy machine may hand a client two pushes at once,
+        # but not change how many came in the time.
+        arrivals = [r.at for r in received]
+        mean_gap = (arrivals[-1] - arrivals[0]) / (len(arrivals) - 1)
+        assert 0.5 * INTERVAL < mean_gap < 2 * INTERVAL, arrivals
 
 
 @pytest.mark.parametrize("how_many", [2, 10])

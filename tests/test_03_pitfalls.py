@@ -860,9 +860,9 @@ def watch_while_working(server, namespace, work):
         "longest_silence": max(gaps),
         "slowest_pong": max(back - sent for sent, back in pongs),
         "pongs_before_the_work_was_done": sum(back < answered for sent, back in pongs),
-        # round trips made entirely while the server worked (its clock and ours are
-        # both the machine's monotonic clock)
-        "pongs_during_work": sum(ack["started_at"] <= sent and back <= ack["ended_at"]
+        # pongs that came back while the server worked (its clock and ours are both
+        # the machine's monotonic clock)
+        "pongs_during_work": sum(ack["started_at"] <= back <= ack["ended_at"]
                                  for sent, back in pongs),
     }
 
@@ -965,9 +965,9 @@ def test_busy_handler_fixed_in_gevent_the_others_get_a_turn_only_about_every_50_
     seen = fixed_work_seen
     pieces, pongs = seen["ack"]["rounds"], seen["pongs_during_work"]
     if mode == "gevent":
-        assert pongs <= pieces / 25 + 1, seen  # about pieces / 50: 15 for 714 here
+        assert pongs <= pieces / 25 + 2, seen  # about pieces / 50: 16 for 744 here
     else:
-        assert pongs >= pieces / 10, seen      # about pieces / 3: 199 for 611 in eventlet
+        assert pongs >= pieces / 10, seen      # about pieces / 3: 211 for 639 in eventlet
 
 
 def test_busy_handler_the_ticker_stops_when_the_last_client_leaves(busy, connect):
