@@ -480,7 +480,7 @@ def assert_held_pushes_handled_at_once_before_connect(seen):
     assert [m["data"]["loop"] for m in messes] == [loop["loop"]] * len(messes)
     assert [m["data"]["seq"] for m in messes] == list(range(1, loop["pushes"] + 1))  # in order
     assert len(messes) >= 3
-    # in one burst: in the very JavaScript task that ran the connect handler
+    # in one burst: in one synchronous run of JavaScript with the connect handler
     assert {m["task"] for m in messes} == {connected["task"]}, timeline
     assert messes[0]["t"] >= button["t"]
     assert messes[-1]["t"] <= connected["t"]
@@ -646,7 +646,7 @@ def test_emits_in_connect_page_runs_both_handlers_at_once_right_before_connect_t
         seen = emits_pages["broken", transport]
         first, second = handled(seen["timeline"], "mess")
         assert [first["data"]["data"], second["data"]["data"]] == ["first", "second"]
-        # in one JavaScript task, the connect handler's, though emitted DELAY apart
+        # in one synchronous run of JavaScript with the connect handler, though emitted DELAY apart
         assert first["task"] == second["task"] == connect_entry(seen["timeline"])["task"]
         assert first["t"] >= DELAY
         assert second["t"] <= connect_entry(seen["timeline"])["t"]

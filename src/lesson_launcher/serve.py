@@ -97,8 +97,8 @@ def wake_the_loop_on_signals(mode: str) -> None:
     Python runs a signal handler in the main thread, between two bytecodes. A
     Ctrl-C that comes just before eventlet's or gevent's loop blocks in
     epoll_wait() is noted, but the handler waits until the loop wakes up: with
-    no client, a minute or more. (Measured: 1 Ctrl-C in 46 ignored for over
-    30 s under load; docs/evidence/ctrl_c_before_epoll_wait.py.) With
+    no client, a minute or more. (Measured under load: 2 Ctrl-C in 106 ignored
+    for over 3 s, without this; docs/evidence/ctrl_c_before_epoll_wait.py.) With
     signal.set_wakeup_fd(), Python also writes a byte to a pipe when a signal
     comes; the loop watches the pipe, wakes, and the handler runs. Werkzeug's
     server (threading) needs none of this: it wakes every 0.5 s by itself.
