@@ -176,9 +176,14 @@ def moments(entries, apart=PUSH / 2):
     return starts
 
 
-def connect_entry(timeline):
-    [entry] = [e for e in timeline if e["kind"] == "status" and e["event"] == "connect"]
+def only(timeline, kind, event):
+    """The one row of this kind for this event (a failure if there are none or several)."""
+    [entry] = [e for e in timeline if e["kind"] == kind and e["event"] == event]
     return entry
+
+
+def connect_entry(timeline):
+    return only(timeline, "status", "connect")
 
 
 @pytest.fixture(scope="module")
@@ -475,7 +480,7 @@ def assert_held_pushes_handled_at_once_before_connect(seen):
     push of the loop in one burst, right before its connect handler."""
     timeline, loop = seen["timeline"], seen["loop"]
     messes, connected = handled(timeline, "mess"), connect_entry(timeline)
-    [button] = [e for e in timeline if e["kind"] == "sent" and e["event"] == "POST /loops/stop"]
+    button = only(timeline, "sent", "POST /loops/stop")
     assert loop["running"] is False
     assert [m["data"]["loop"] for m in messes] == [loop["loop"]] * len(messes)
     assert [m["data"]["seq"] for m in messes] == list(range(1, loop["pushes"] + 1))  # in order
@@ -505,8 +510,8 @@ def test_blocking_connect_page_says_not_connected_and_shows_nothing_while_the_ha
     # long-polling as usual (how many depends on how fast the page got going), and so
     # may one batch after it: the answer to the long-poll request already under way.
     timeline = seen["timeline"]
-    [upgrading] = [e for e in timeline if e["kind"] == "status" and e["event"] == "upgrading"]
-    [button] = [e for e in timeline if e["kind"] == "sent" and e["event"] == "POST /loops/stop"]
+    upgrading = only(timeline, "status", "upgrading")
+    button = only(timeline, "sent", "POST /loops/stop")
     [connect_packet] = arrived(timeline, "CONNECT packet")
     after = [m for m in arrived(timeline, "mess") if m["t"] > upgrading["t"]]
     held = [m for m in after if m["via"].startswith("websocket")]
