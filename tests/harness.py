@@ -7,6 +7,7 @@ deadline, and a failed wait says what did arrive.
 import http.client
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -78,10 +79,25 @@ def http_request(url, *, data=None, headers=None, timeout=EVENT_TIMEOUT) -> Repl
 
 
 def free_port() -> int:
-    """A port nobody listens on now (for a setting that must name a port in advance)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on now (for a setting that must name a port in advance).
+
+    Taken below the kernel's range of ephemeral ports: the kernel hands those to
+    every outgoing connection and to every server bound to port 0, so one of them
+    could take the port before the server that was told to use it starts (it
+    happened in CI: cross_origin's "already in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            first_ephemeral = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux
+        first_ephemeral = 32768
+    while True:
+        port = random.randrange(10000, max(first_ephemeral, 10001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use: try another
+                continue
+        return port
 
 
 def start_all(servers):

@@ -26,7 +26,7 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
-from harness import EVENT_TIMEOUT, ROOT, STOP_TIMEOUT, http_request, run_lesson_command
+from harness import EVENT_TIMEOUT, ROOT, STOP_TIMEOUT, free_port, http_request, run_lesson_command
 
 NS = "/test_conn"
 CHANNEL = "flask-socketio"  # Flask-SocketIO's default channel (SocketIO.init_app)
@@ -100,12 +100,6 @@ class RedisServer:
             assert time.monotonic() < deadline, \
                 f"{self.subscribers()} of {count} servers subscribed to Redis after {timeout}s"
             time.sleep(0.01)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
