@@ -118,13 +118,15 @@ class LessonServer(LessonProcess):
 
     Forked from the mode's fork server (lesson_launcher.forkserver: the launcher's
     code path from the command line on, at a tenth of the CPU), unless
-    ``fork=False``, LESSON_FORK=0 in the environment, or ``--patch`` (a demo that
+    ``fork=False``, LESSON_FORK=0 in the environment, ``--mode auto`` (which mode
+    to fork from is the launcher's choice to prove), or ``--patch`` (a demo that
     chooses its own monkey patching needs a fresh interpreter)."""
 
     def __init__(self, lesson, demo=None, mode="threading", settings=None, extra_args=(),
                  fork=None):
         if fork is None:
-            fork = os.environ.get("LESSON_FORK", "1") != "0" and "--patch" not in extra_args
+            fork = (os.environ.get("LESSON_FORK", "1") != "0" and mode in MODES
+                    and "--patch" not in extra_args)
         super().__init__(lesson, demo, mode, settings, extra_args, fork=fork)
 
     def start(self, timeout=START_TIMEOUT):

@@ -30,8 +30,11 @@ import socket
 import sys
 
 # Taken before any patching (this module imports nothing that patches).
+# gevent replaces os.close, os.fork and os.waitpid, eventlet os.read and os.waitpid:
+# their versions wait for an event loop that must not run here (a closed file
+# descriptor stayed open in gevent, found by a test whose pipe never closed).
 BLOCKING = {"socket": socket.socket, "select": select.select, "fork": os.fork,
-            "waitpid": os.waitpid, "signal": signal.signal}
+            "waitpid": os.waitpid, "signal": signal.signal, "close": os.close, "read": os.read}
 
 PRELOAD = {
     "common": ("flask", "flask_socketio", "socketio", "engineio", "jinja2", "simple_websocket",
@@ -73,10 +76,10 @@ def serve(mode: str, path: str) -> None:
     stdin = sys.stdin.fileno()  # the client holds the other end: EOF when it is gone
     while True:
         readable, _, _ = BLOCKING["select"]([listener, wake_read, stdin] + waiting, [], [])
-        if stdin in readable and not os.read(stdin, 1):
+        if stdin in readable and not BLOCKING["read"](stdin, 1):
             os._exit(0)  # the children get SIGKILL with us (PR_SET_PDEATHSIG)
         if wake_read in readable:
-            os.read(wake_read, 512)
+            BLOCKING["read"](wake_read, 512)
             reap(children)
         if listener in readable:
             # _accept(), not accept(): accept() builds its socket from the module's
@@ -96,7 +99,7 @@ def serve(mode: str, path: str) -> None:
                 run_child(request, fds, [listener, connection, *waiting,
                                          *children.values()], (wake_read, wake_write))
             for fd in fds:
-                os.close(fd)
+                BLOCKING["close"](fd)
             children[pid] = connection
             send(connection, {"pid": pid})
 
@@ -144,10 +147,10 @@ def run_child(request: dict, fds: list, sockets: list, pipes: tuple):
         signal.set_wakeup_fd(-1)
         BLOCKING["signal"](signal.SIGCHLD, signal.SIG_DFL)
         for fd in pipes:
-            os.close(fd)
+            BLOCKING["close"](fd)
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
-            os.close(fd)
+            BLOCKING["close"](fd)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
