@@ -58,7 +58,7 @@ class ServerProcess:
         self.ready_line = None
         self.url = None
         self.stdout_lines = queue.Queue()
-        self.stderr = []
+        self.stderr_lines = []
 
     # --- starting ------------------------------------------------------------
     def start(self, timeout=START_TIMEOUT):
@@ -75,9 +75,9 @@ class ServerProcess:
                 preexec_fn=die_with_parent() if self.die_with_parent else None)
             stdout, stderr = self.process.stdout, self.process.stderr
         # Read both pipes all the time, so that a chatty server never blocks on a full pipe.
-        self.pumps = [threading.Thread(target=self._pump, args=(stdout, self.stdout_lines.put),
-                                       daemon=True),
-                      threading.Thread(target=self._pump, args=(stderr, self.stderr.append),
+        self.pumps = [threading.Thread(target=self._pump, args=(stdout, self.stdout_lines.put,
+                                                                self.closed_stdout), daemon=True),
+                      threading.Thread(target=self._pump, args=(stderr, self.stderr_lines.append),
                                        daemon=True)]
         for pump in self.pumps:
             pump.start()
@@ -112,14 +112,19 @@ class ServerProcess:
         return self.process.pid
 
     @staticmethod
-    def _pump(stream, put):
+    def _pump(stream, put, then=None):
         for line in stream:
             put(line)
         put(None)
+        if then:
+            then()
+
+    def closed_stdout(self):
+        """Called in a thread of its own once the server's stdout is closed (it has exited)."""
 
     @property
     def stderr_text(self) -> str:
-        return "".join(line for line in list(self.stderr) if line)
+        return "".join(line for line in list(self.stderr_lines) if line)
 
     # --- stopping ------------------------------------------------------------
     def wait(self, timeout=None):

@@ -147,7 +147,7 @@ def stop(server: ServerProcess) -> None:
 
 
 def tail(server: ServerProcess) -> str:
-    return " | ".join(line.strip() for line in server.stderr[-5:] if line and line.strip())
+    return " | ".join(line.strip() for line in server.stderr_lines[-5:] if line and line.strip())
 
 
 def bare_options(args) -> list:
