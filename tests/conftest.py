@@ -19,6 +19,25 @@ from lesson_launcher import forkserver
 from lesson_launcher.doctor import chromium_candidates
 
 
+MODULE_MARK = re.compile(r"^pytestmark = pytest\.mark\.(\w+)$", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A test file whose every test carries a mark that -m leaves out (`pytestmark =
+    pytest.mark.stress`, for the `--full` tests) is not even imported: hypothesis alone
+    took 0.65 s of CPU to import, in pytest and in each worker, for tests never run."""
+    if not config.option.markexpr or collection_path.suffix != ".py":
+        return None
+    mark = MODULE_MARK.search(collection_path.read_text(encoding="utf-8"))
+    if mark:
+        from _pytest.mark.expression import Expression  # how -m itself decides
+
+        expression = Expression.compile(config.option.markexpr)
+        if not expression.evaluate(lambda name, **kwargs: name == mark[1]):
+            return True
+    return None
+
+
 @pytest.fixture(scope="module", params=MODES)
 def mode(request):
     """The async mode a test module runs in; each module runs in all three."""
