@@ -7,6 +7,7 @@
   socket, which records every event it receives;
 * ``page`` is a fresh tab of a real headless Chromium.
 """
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,14 @@ import cpu_log
 from harness import MODES, ROOT, LessonServer, RecordingClient
 from lesson_launcher import forkserver
 from lesson_launcher.doctor import chromium_candidates
+
+
+def pytest_configure(config):
+    """pytest with pytest-xdist workers (`lesson test` runs four) starts one fork server
+    per async mode for all of them (lesson_launcher.forkserver, harness.LessonServer)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput") \
+            and os.environ.get("LESSON_FORK", "1") != "0":
+        forkserver.share(MODES)
 
 
 MODULE_MARK = re.compile(r"^pytestmark = pytest\.mark\.(\w+)$", re.MULTILINE)
