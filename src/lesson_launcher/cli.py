@@ -3,7 +3,6 @@
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
 """
-import argparse
 import importlib.util
 import ipaddress
 import os
@@ -11,22 +10,7 @@ import sys
 from typing import NoReturn
 
 from . import catalog, modes
-
-USAGE_HINT = "run `lesson --help` for usage"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a wrong command line gets one line on stderr and status 2."""
-
-    def error(self, message):
-        self.exit(2, f"lesson: {message}; {USAGE_HINT}\n")
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
-    return int(text)
-
+from .cmdline import Parser, port_number
 
 def build_parser() -> Parser:
     parser = Parser(prog="lesson", description="List, run and test the Flask-SocketIO lessons.")
@@ -70,8 +54,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["test"]:  # everything after `test` belongs to pytest
         return run_tests(argv[1:])
     if argv[:1] == ["bench"]:  # and everything after `bench` to the benchmark
-        from . import bench
-        return bench.main(argv[1:])
+        from .bench import main as bench
+        return bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
