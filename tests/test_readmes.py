@@ -15,6 +15,11 @@ docs/instructors.zh-CN.md). The prose is free, the facts are not. For each pair:
   file under tests/, found by parsing the files with ``ast`` (no pytest collection, nothing
   imported or run); a ``[id]`` must be one of the ids of that function's literal
   ``pytest.mark.parametrize`` values, when they are literal.
+* **Named files.** A code span that is a path (``app.py``, ``static/vendor/``,
+  ``src/lesson_launcher/serve.py``, ``engineio/socket.py``: a name with one of the usual
+  extensions, or folders ending in ``/``) is a claim about where something is: both texts name
+  the same set, ``X.zh-CN.md`` counting as ``X.md``. Not checked for existence: most are paths in
+  the installed libraries.
 * **Commands.** A command is a line starting with ``$ `` in a ```` ```console ```` block, with
   its ``\\`` continuation lines, its prompt and trailing shell comment (`` # ...``, which a
   translation may translate) removed. Both texts give the same commands **in the same order**:
@@ -78,6 +83,7 @@ ALL_DOCS = [pytest.param(doc, id=rel(doc)) for english in ENGLISH
 
 # --- reading a markdown document ----------------------------------------------------------
 
+PATH = r"(?:[\w.-]+/)*[\w.-]+\.(?:py|md|js|html|json|lock|toml|ipynb|txt|sh|png|cfg)|(?:[\w.-]+/)+"
 FENCE = re.compile(r"^\s*(```+|~~~+)\s*([\w+-]*)\s*$")
 
 
@@ -131,6 +137,15 @@ class Document:
             for name in re.findall(r"(?<![\w/.])test_\w+(?:\[[^\]\s]*\]|\*)?(?![\w(]|\.py)", span):
                 cited.setdefault(name, line)
         return cited
+
+    def named_files(self):
+        """{path: line}: code spans that are a file or folder path (`app.py`, `docs/bench/`,
+        `engineio/socket.py`), test files aside; a twin's name counts as its English one's."""
+        named = {}
+        for line, span in self.spans():
+            if re.fullmatch(PATH, span) and not re.fullmatch(r"(?:[\w./-]*/)?test_\w+\.py", span):
+                named.setdefault(span.replace(TWIN_SUFFIX, ".md"), line)
+        return named
 
     def commands(self):
         """The ``$ `` lines of the console blocks, in order, prompt and comment removed."""
@@ -283,6 +298,12 @@ def pairing_problems(english, chinese):
     for name in sorted(cited_zh.keys() - cited_en.keys()):
         problems.append(f"{zh} cites `{name}` (line {cited_zh[name]}), which {en} does not")
 
+    named_en, named_zh = english.named_files(), chinese.named_files()
+    for path in sorted(named_en.keys() - named_zh.keys()):
+        problems.append(f"{zh} does not name the file `{path}`, which {en} names (line {named_en[path]})")
+    for path in sorted(named_zh.keys() - named_en.keys()):
+        problems.append(f"{zh} names the file `{path}` (line {named_zh[path]}), which {en} does not")
+
     commands_en = [c for _, c in english.commands()]
     commands_zh = [c for _, c in chinese.commands()]
     if commands_en != commands_zh:
@@ -326,9 +347,9 @@ def pairing_problems(english, chinese):
 def test_every_english_readme_has_a_chinese_twin_and_no_twin_is_an_orphan():
     missing = [f"{rel(twin_of(doc))} (the twin of {rel(doc)})" for doc in ENGLISH
                if not twin_of(doc).exists()]
-    orphans = [rel(p) for p in ROOT.glob(f"**/*{TWIN_SUFFIX}")
-               if ".venv" not in p.parts and "node_modules" not in p.parts
-               and twin_of(p) not in ENGLISH]
+    places = [ROOT.glob(f"*{TWIN_SUFFIX}"), (ROOT / "lessons").glob(f"*/*{TWIN_SUFFIX}"),
+              (ROOT / "docs").rglob(f"*{TWIN_SUFFIX}"), (ROOT / "notebooks").rglob(f"*{TWIN_SUFFIX}")]
+    orphans = [rel(p) for found in places for p in found if twin_of(p) not in ENGLISH]
     assert not missing, "missing Chinese twins: " + ", ".join(missing)
     assert not orphans, "Chinese files with no English document: " + ", ".join(orphans)
 
