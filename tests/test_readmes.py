@@ -39,7 +39,8 @@ docs/instructors.zh-CN.md). The prose is free, the facts are not. For each pair:
   ``X.zh-CN.md`` by one to ``X.md``); a link to a folder that holds a README.zh-CN.md (a lesson
   folder) is matched by a link to that README.zh-CN.md, so that a Chinese reader who follows a
   link lands on Chinese text; any other target is matched by the same target. Both documents
-  link the same set of targets under that mapping.
+  link the same set of targets under that mapping. A link to a heading of the same page
+  (``#anchor`` alone) is not paired: the headings differ by language; its anchor must exist.
 
 Cheap on purpose: it reads text files, parses tests/ with ``ast`` and starts nothing.
 """
@@ -327,10 +328,12 @@ def pairing_problems(english, chinese):
 
     links_en = {}
     for line, target, path, _ in english.file_links():
-        links_en.setdefault(twin_target(path), (line, target))
+        if not target.startswith("#"):
+            links_en.setdefault(twin_target(path), (line, target))
     links_zh = {}
     for line, target, path, _ in chinese.file_links():
-        links_zh.setdefault(path, (line, target))
+        if not target.startswith("#"):  # a heading of the same page: its anchor is checked alone
+            links_zh.setdefault(path, (line, target))
     for path in sorted(links_en.keys() - links_zh.keys()):
         line, target = links_en[path]
         problems.append(f"{zh} has no link to {rel(path)} "
