@@ -239,20 +239,30 @@ def functions_under_tests():
 
 
 def parametrize_ids(function):
-    """The ids pytest gives a function's literal parametrize values; None if not all literal."""
+    """The ids pytest gives a function's parametrize values; None unless all are plain literals
+    (numbers, strings, booleans, None, or tuples of them for several argument names)."""
+    scalar = (int, float, str, bool, type(None))
     ids = [[]]
     for decorator in function.decorator_list:
         if not (isinstance(decorator, ast.Call) and ast.unparse(decorator.func).endswith("parametrize")):
             continue
         try:
+            argnames = ast.literal_eval(decorator.args[0])
             explicit = next((k.value for k in decorator.keywords if k.arg == "ids"), None)
             values = ast.literal_eval(explicit if explicit is not None else decorator.args[1])
         except (ValueError, IndexError, TypeError, SyntaxError):
             return None
-        several = "," in ast.literal_eval(decorator.args[0]) if decorator.args else False
-        names = [v if explicit is not None else
-                 "-".join(map(str, v)) if several else str(v) for v in values]
-        ids = [new + [old] for old in names for new in ids]  # pytest puts the outer decorator last
+        several = len(argnames) > 1 if isinstance(argnames, (list, tuple)) else "," in argnames
+        if explicit is not None:
+            names = [str(v) for v in values]
+        elif several and all(isinstance(v, (list, tuple)) and all(isinstance(x, scalar) for x in v)
+                             for v in values):
+            names = ["-".join(map(str, v)) for v in values]
+        elif not several and all(isinstance(v, scalar) for v in values):
+            names = [str(v) for v in values]
+        else:
+            return None
+        ids = [new + [old] for old in names for new in ids]  # the innermost decorator's id first
     return {"-".join(reversed(parts)) for parts in ids}
 
 
