@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import engineio
 import socketio
 
 import cpu_log
@@ -170,6 +171,46 @@ class Received:
         return self.args[0] if self.args else None
 
 
+class InOrderEngineIOClient(engineio.Client):
+    """python-engineio's client hands each received message to a thread of its
+    own (``_trigger_event('message', ..., run_async=True)``, engineio 4.x), so
+    two messages that arrived in order can be *handled* out of order: in CI an
+    ack was seen before the event the server had emitted just before it. Here
+    each message still gets its thread (a handler may block, or disconnect),
+    but takes a ticket on the reading thread and waits for its turn, so
+    handlers run one after another in arrival order. Every "A arrives before
+    B" check and ``sync()`` rely on that."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._turn = threading.Condition()
+        self._tickets = 0  # given out, in arrival order
+        self._served = 0   # handlers finished
+
+    def _trigger_event(self, event, *args, **kwargs):
+        if event != "message" or not kwargs.get("run_async"):
+            return super()._trigger_event(event, *args, **kwargs)
+        with self._turn:
+            ticket, self._tickets = self._tickets, self._tickets + 1
+
+        def in_turn():
+            with self._turn:
+                self._turn.wait_for(lambda: self._served == ticket)
+            try:
+                super(InOrderEngineIOClient, self)._trigger_event(event, *args, run_async=False)
+            finally:
+                with self._turn:
+                    self._served += 1
+                    self._turn.notify_all()
+
+        return self.start_background_task(in_turn)
+
+
+class InOrderClient(socketio.Client):
+    def _engineio_client_class(self):
+        return InOrderEngineIOClient
+
+
 class RecordingClient:
     """A python-socketio client that records every event of every namespace."""
 
@@ -180,7 +221,7 @@ class RecordingClient:
         self.changed = threading.Condition()
         # Reconnection would hide a dropped connection from the test, unless the
         # test is about it (client_options go to socketio.Client).
-        self.sio = socketio.Client(**{"reconnection": False, **client_options})
+        self.sio = InOrderClient(**{"reconnection": False, **client_options})
         self.sio.on("*", self._record_event, namespace="*")
         self.sio.on("connect", lambda ns: self._record("connect", ns, ()), namespace="*")
         self.sio.on("disconnect", lambda ns, *reason: self._record("disconnect", ns, reason),
@@ -241,9 +282,10 @@ class RecordingClient:
     def sync(self, event="my ping", namespace="/test_conn"):
         """A round trip to the server and back on this client's connection.
 
-        Messages on one connection arrive in order, so once the ack of an
+        Messages on one connection arrive in order (and this client handles
+        them in that order, see InOrderEngineIOClient), so once the ack of an
         event sent *now* is back, anything the server sent this client
-        earlier has arrived too. That turns "never receives X" into a check
+        earlier has been recorded too. That turns "never receives X" into a check
         with no sleep in it: do the thing, sync, then look.
         """
         self.call(event, namespace=namespace)
