@@ -7,13 +7,44 @@
   socket, which records every event it receives;
 * ``page`` is a fresh tab of a real headless Chromium.
 """
+import os
 import re
 from pathlib import Path
 
+import psutil
 import pytest
 
+import cpu_log
 from harness import MODES, ROOT, LessonServer, RecordingClient
+from lesson_launcher import forkserver
 from lesson_launcher.doctor import chromium_candidates
+
+
+def pytest_configure(config):
+    """pytest with pytest-xdist workers (`lesson test` runs four) starts one fork server
+    per async mode for all of them (lesson_launcher.forkserver, harness.LessonServer)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput") \
+            and os.environ.get("LESSON_FORK", "1") != "0":
+        forkserver.share(MODES)
+
+
+MODULE_MARK = re.compile(r"^pytestmark = pytest\.mark\.(\w+)$", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A test file whose every test carries a mark that -m leaves out (`pytestmark =
+    pytest.mark.stress`, for the `--full` tests) is not even imported: hypothesis alone
+    took 0.65 s of CPU to import, in pytest and in each worker, for tests never run."""
+    if not config.option.markexpr or collection_path.suffix != ".py":
+        return None
+    mark = MODULE_MARK.search(collection_path.read_text(encoding="utf-8"))
+    if mark:
+        from _pytest.mark.expression import Expression  # how -m itself decides
+
+        expression = Expression.compile(config.option.markexpr)
+        if not expression.evaluate(lambda name, **kwargs: name == mark[1]):
+            return True
+    return None
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -146,7 +177,21 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=find_chromium(playwright),
                                               headless=True, args=CHROMIUM_FLAGS)
         yield chromium
+        if cpu_log.FOLDER:  # Chromium runs under Playwright's driver, a child of ours
+            for driver in psutil.Process().children():
+                if driver.children():
+                    cpu_log.record("Playwright's driver", sum(driver.cpu_times()[:2]))
+                for process in driver.children():
+                    cpu_log.record("Chromium", cpu_log.tree_seconds(process.pid))
         chromium.close()
+
+
+def pytest_sessionfinish(session):
+    """Each test process (pytest and each of its workers): stop this process's fork
+    servers (lesson_launcher.forkserver), and note the CPU time it used."""
+    for seconds in forkserver.shutdown():
+        cpu_log.record("fork servers", seconds)
+    cpu_log.record("test processes", cpu_log.own_seconds())
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import socketio
 
+import cpu_log
+
 from lesson_launcher.process import (START_TIMEOUT, STOP_TIMEOUT, LessonProcess, NotReady,
                                      StopTimeout, lesson_command)
 
@@ -28,8 +30,12 @@ EVENT_TIMEOUT = 5   # default bound for waiting on one event
 
 def run_lesson_command(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
     """Run ``lesson ARGS`` to completion (for commands that exit by themselves)."""
-    return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    before = cpu_log.children_seconds()
+    try:
+        return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
+                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    finally:
+        cpu_log.record("lesson commands", cpu_log.children_seconds() - before)
 
 
 def wait_until(condition, timeout=EVENT_TIMEOUT, what="the condition"):
@@ -137,6 +143,8 @@ class LessonServer(LessonProcess):
 
     def interrupt(self, timeout=STOP_TIMEOUT) -> int:
         """Ctrl-C, as a person would press it; returns the exit status."""
+        if cpu_log.FOLDER and self.process.poll() is None:
+            cpu_log.record("lesson servers", cpu_log.process_seconds(self.pid))
         try:
             return super().interrupt(timeout)
         except StopTimeout as error:

@@ -1,4 +1,4 @@
-"""lesson list | run LESSON [DEMO] [options] | test [pytest args] | bench | doctor [--port N]
+"""lesson list | run LESSON [DEMO] [options] | test [LESSON] [pytest args] | bench | doctor [--port N]
 
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
@@ -36,8 +36,9 @@ def build_parser() -> Parser:
     doctor.add_argument("--port", default=5000, type=port_number,
                         help="the port to check is free (default: 5000, as `lesson run`)")
 
-    commands.add_parser("test", help="run the everyday test suite; --full adds the fuzzing, "
-                             "load and install tests, as CI does (other arguments go to pytest)",
+    commands.add_parser("test", help="run the everyday test suite (`test 01`: one lesson's tests); "
+                             "--full adds the fuzzing, load and install tests, as CI does "
+                             "(other arguments go to pytest)",
                         add_help=False)
     commands.add_parser("bench", help="measure the async modes on this machine "
                                       "(`lesson bench --help`)", add_help=False)
@@ -91,10 +92,28 @@ def list_lessons(key=None) -> int:
 EVERYDAY = "not stress and not install"
 
 
+def lesson_tests(root, key: str) -> list:
+    """The test files of one lesson: tests/test_NN_topic.py, or the folder tests/test_NN_topic/."""
+    lesson = catalog.find_lesson(key, root)
+    found = [str(path.relative_to(root)) for path in
+             (root / "tests" / f"test_{lesson.name}.py", root / "tests" / f"test_{lesson.name}")
+             if path.exists()]
+    if not found:
+        fail(f"lesson {lesson.name} has no tests (tests/test_{lesson.name}.py)")
+    return found
+
+
 def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
     command = [sys.executable, "-m", "pytest"]
+    # `lesson test 01` (a lesson's number or name first): that lesson's tests alone.
+    first = pytest_args[0] if pytest_args else "-"
+    if not first.startswith("-") and not os.path.exists(first.split("::")[0]):
+        try:
+            pytest_args = lesson_tests(root, pytest_args[0]) + list(pytest_args[1:])
+        except catalog.NotFound as error:
+            fail(f"{error} (or give pytest a test file)")
     # Four pytest-xdist workers unless told otherwise (`-n 0` runs serially). Much
     # of a lesson test's time is spent waiting on a server or a push, so on 2 cores
     # four workers keep the CPU busier than three: 56.6 s against 60.6-61 s for the

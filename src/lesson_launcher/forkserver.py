@@ -11,7 +11,7 @@ the ready line, the WSGI server, Ctrl-C), with the environment, working folder
 and stdin/stdout/stderr of the process that asked. Only the interpreter start
 and the library imports are shared.
 
-    python -m lesson_launcher.forkserver MODE SOCKET_PATH     (started by spawn())
+    python -m lesson_launcher.forkserver MODE SOCKET_PATH     (started by start())
 
 The fork server's own loop must never start an event loop: a child would inherit
 its state. So it keeps the blocking originals of the few functions it uses, taken
@@ -44,7 +44,6 @@ PRELOAD = {
     "gevent": ("gevent.pywsgi", "engineio.async_drivers.gevent"),
     "threading": ("werkzeug.serving", "engineio.async_drivers.threading"),
 }
-READY = "fork server ready"
 MAX_REQUEST = 256 * 1024  # one SOCK_SEQPACKET message: the command line and environment
 
 
@@ -69,7 +68,6 @@ def serve(mode: str, path: str) -> None:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     BLOCKING["signal"](signal.SIGCHLD, lambda signum, frame: None)
-    print(READY, flush=True)
 
     waiting = []    # connections whose request has not come yet
     children = {}   # pid -> the connection that asked for it (it gets the exit status)
@@ -187,41 +185,95 @@ def die_with_parent() -> None:
 
 # --- the client (the test harness) --------------------------------------------------
 
-_servers = {}  # mode -> (Popen, socket path)
+_servers = {}  # mode -> (Popen, socket path): the fork servers this process started
 # (_thread, not threading: the fork server must not import threading before patching;
 # _thread is built in and already loaded.)
 _lock = _thread.allocate_lock()
+SHARED = "LESSON_FORKSERVERS"  # {mode: socket path} of fork servers started by a parent
+CONNECT_TIMEOUT = 30  # seconds for a fork server to start accepting (imports, busy machine)
 
 
-def server_for(mode: str):
-    """This process's fork server for ``mode``, started on first use."""
+def start(mode: str) -> str:
+    """Start a fork server for ``mode`` in the background; returns its socket's path
+    (which accepts connections once the server has patched and imported)."""
     import subprocess
     import tempfile
-    import threading
 
+    folder = tempfile.mkdtemp(prefix=f"lesson-forkserver-{mode}-")
+    path = os.path.join(folder, "socket")
+    # stdin is a pipe we never write to: when this process dies, it closes and the
+    # fork server exits (and its children with it). Not PR_SET_PDEATHSIG: that
+    # fires when the *thread* that started it ends, and servers start in threads.
+    process = subprocess.Popen([sys.executable, "-m", "lesson_launcher.forkserver", mode, path],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=open(os.path.join(folder, "stderr"), "w"))
+    _servers[mode] = (process, path)
+    return path
+
+
+def share(modes) -> None:
+    """Start fork servers for ``modes`` now, for this process and the processes it
+    starts later (pytest-xdist's workers), which find them in $LESSON_FORKSERVERS:
+    three fork servers for the whole run instead of three per worker."""
     with _lock:
-        if mode in _servers and _servers[mode][0].poll() is None:
-            return _servers[mode][1]
-        folder = tempfile.mkdtemp(prefix=f"lesson-forkserver-{mode}-")
-        path = os.path.join(folder, "socket")
-        log = open(os.path.join(folder, "stderr"), "w+")
-        # stdin is a pipe we never write to: when this process dies, it closes and the
-        # fork server exits (and its children with it). Not PR_SET_PDEATHSIG: that
-        # fires when the *thread* that started it ends, and servers start in threads.
-        process = subprocess.Popen([sys.executable, "-m", "lesson_launcher.forkserver", mode, path],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                   text=True)
-        line = []
-        reader = threading.Thread(target=lambda: line.append(process.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(30)
-        if not line or line[0].strip() != READY:
-            process.kill()
-            log.seek(0)
-            raise RuntimeError(f"the {mode} fork server did not start: {log.read()}")
-        _servers[mode] = (process, path)
-        return path
+        paths = {mode: start(mode) for mode in modes}
+    os.environ[SHARED] = json.dumps(paths)
+
+
+def server_for(mode: str) -> str:
+    """The socket of a fork server for ``mode``: shared by a parent, or this process's
+    own, started on first use."""
+    with _lock:
+        shared = json.loads(os.environ.get(SHARED, "{}"))
+        if mode in shared:
+            return shared[mode]
+        if mode not in _servers or _servers[mode][0].poll() is not None:
+            start(mode)
+        return _servers[mode][1]
+
+
+def connect(path: str):
+    """A connection to the fork server at ``path``, waiting (bounded) until it accepts."""
+    import time
+
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    while True:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            connection.connect(path)
+            return connection
+        except (FileNotFoundError, ConnectionRefusedError):  # still importing
+            connection.close()
+            if time.monotonic() > deadline:
+                log = os.path.join(os.path.dirname(path), "stderr")
+                raise RuntimeError(f"no fork server at {path} after {CONNECT_TIMEOUT}s; "
+                                   f"its stderr: {open(log).read() if os.path.exists(log) else '?'}")
+            time.sleep(0.02)  # polling for the socket, bounded by the deadline
+
+
+def shutdown() -> list:
+    """Stop this process's fork servers; returns the CPU seconds each used itself
+    (not its children's: each forked server is measured apart)."""
+    import subprocess
+
+    import psutil
+
+    used = []
+    with _lock:
+        for process, _ in _servers.values():
+            try:
+                times = psutil.Process(process.pid).cpu_times()
+                used.append(times.user + times.system)
+            except psutil.Error:
+                pass
+            process.stdin.close()  # it exits (its children die with it), and we wait for it
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _servers.clear()
+    return used
 
 
 class Child:
@@ -269,13 +321,11 @@ class Child:
 
 def spawn(mode: str, argv: list, env: dict) -> Child:
     """Fork ``lesson ARGV`` from ``mode``'s fork server, with this environment."""
-    path = server_for(mode)
+    connection = connect(server_for(mode))
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     devnull = os.open(os.devnull, os.O_RDONLY)
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        connection.connect(path)
         request = {"argv": list(argv), "env": dict(env), "cwd": os.getcwd()}
         socket.send_fds(connection, [json.dumps(request).encode()], [devnull, out_write, err_write])
         reply = json.loads(connection.recv(4096))
