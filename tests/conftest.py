@@ -88,13 +88,22 @@ def pytest_xdist_make_scheduler(config, log):
 
 ONE_UNIT_MODULES = ("test_offline_install.py",)  # its wheelhouse is made once, for all its tests
 SLOWEST_MODULES = ("test_load", "test_fuzz", "test_offline_install",  # (`--full` only)
-                   "test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
-                   "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
+                   "test_notebooks", "test_bench",
+                   "test_03_pitfalls/test_blocking_connect", "test_03_pitfalls/test_cross_origin",
+                   "test_03_pitfalls/test_busy_handler", "test_03_pitfalls",  # (a folder: one file per demo)
+                   "test_05_scale_out", "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
+
+
+def module_of(scope):
+    """A unit's test file under tests/, without .py: `test_02_background`, `test_03_pitfalls/test_busy_handler`."""
+    return scope.split("::")[0].removeprefix("tests/").removesuffix(".py")
 
 
 def slowest_first(scope):
-    module = scope.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-    return SLOWEST_MODULES.index(module) if module in SLOWEST_MODULES else len(SLOWEST_MODULES)
+    """A unit's rank in SLOWEST_MODULES: its file's, else its folder's."""
+    module = module_of(scope)
+    ranks = [SLOWEST_MODULES.index(name) for name in (module, module.split("/")[0]) if name in SLOWEST_MODULES]
+    return ranks[0] if ranks else len(SLOWEST_MODULES)
 
 
 def interleaved(units):
@@ -102,11 +111,11 @@ def interleaved(units):
 
     The units of one module wait alike (lesson 02's, for its pushes), so three of
     them side by side leave the CPU idle; one unit from each module in turn mixes
-    waiting with working."""
+    waiting with working. Lesson 03's folder takes its turns as one module."""
     by_module = {}
     for unit in sorted(units, key=lambda unit: slowest_first(unit[0])):
         by_module.setdefault((slowest_first(unit[0]) < len(SLOWEST_MODULES),
-                              unit[0].split("::")[0]), []).append(unit)
+                              module_of(unit[0]).split("/")[0]), []).append(unit)
     order = []
     for slow in (True, False):
         queues = [queue for (is_slow, _), queue in by_module.items() if is_slow == slow]

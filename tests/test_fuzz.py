@@ -31,7 +31,8 @@ to reject before the work; every example gets its normal acknowledgement, 0
 rounds), blocking_connect's broken connect handler loops FLASK_LOOP_SECONDS=0
 (one push interval) so that its namespace can be joined, and emits_in_connect
 waits FLASK_SECOND_EMIT_DELAY=0. async_model_typo serves WebSocket only under
-eventlet's web server (see test_03_pitfalls), so it is fuzzed in eventlet mode only.
+eventlet's web server (see test_03_pitfalls/test_async_model_typo.py), so it is fuzzed in
+eventlet mode only.
 
 Connect handlers: none of them reads its `auth` argument, so there is no
 payload to fuzz there.
