@@ -10,9 +10,12 @@
 import re
 from pathlib import Path
 
+import psutil
 import pytest
 
+import cpu_log
 from harness import MODES, ROOT, LessonServer, RecordingClient
+from lesson_launcher import forkserver
 from lesson_launcher.doctor import chromium_candidates
 
 
@@ -146,7 +149,21 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=find_chromium(playwright),
                                               headless=True, args=CHROMIUM_FLAGS)
         yield chromium
+        if cpu_log.FOLDER:  # Chromium runs under Playwright's driver, a child of ours
+            for driver in psutil.Process().children():
+                if driver.children():
+                    cpu_log.record("Playwright's driver", sum(driver.cpu_times()[:2]))
+                for process in driver.children():
+                    cpu_log.record("Chromium", cpu_log.tree_seconds(process.pid))
         chromium.close()
+
+
+def pytest_sessionfinish(session):
+    """Each test process (pytest and each of its workers): stop this process's fork
+    servers (lesson_launcher.forkserver), and note the CPU time it used."""
+    for seconds in forkserver.shutdown():
+        cpu_log.record("fork servers", seconds)
+    cpu_log.record("test processes", cpu_log.own_seconds())
 
 
 @pytest.fixture
