@@ -184,7 +184,7 @@ def wait_in(ways, message, extra):
     ended = time.monotonic()
     # The server's clock (the machine's monotonic clock): the tests compare it with theirs.
     return {"ok": True, "how": how, "seconds": round(ended - started, 3),
-            "started_at": started, "ended_at": ended}
+            "started_at": round(started, 3), "ended_at": round(ended, 3)}
 
 
 # --- the fix in code: wait with socketio.sleep() ----------------------------------
