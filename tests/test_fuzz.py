@@ -214,11 +214,16 @@ CALLS = ['emit("mess", ..., namespace=NS)', 'emit("mess", ..., namespace=NS, to=
          'socketio.emit("mess", ...)', 'socketio.emit("mess", ..., namespace=NS)',
          'socketio.emit("mess", ..., namespace=NS, to=sid)']  # emit_outside_context.CALLS
 # The payloads the handlers ask for, with arbitrary values inside.
+MONKEY_PATCH_WAYS = ["time.sleep", "sleep", "socket", "requests", "lock"]  # monkey_patch.WAYS
 SHAPES = st.one_of(object_with(data=VALUES), object_with(data=st.sampled_from(CALLS)),
-                   object_with(room=ROOMS), object_with(room=ROOMS, data=VALUES))
+                   object_with(room=ROOMS), object_with(room=ROOMS, data=VALUES),
+                   object_with(how=st.sampled_from(MONKEY_PATCH_WAYS)), object_with(how=st.just("socketio.sleep")))
 # What a client can send with an event: 0 to 3 arbitrary values; or one payload of
-# a shape some handler asks for; or such a payload followed by one more argument.
-ARGUMENTS = st.one_of(st.lists(VALUES, max_size=3).map(tuple), SHAPES.map(lambda payload: (payload,)),
+# a shape some handler asks for (twice as likely: each of the six shapes must be
+# drawn often enough that every handler both accepts and refuses, see the test);
+# or such a payload followed by one more argument.
+ONE_PAYLOAD = SHAPES.map(lambda payload: (payload,))
+ARGUMENTS = st.one_of(st.lists(VALUES, max_size=3).map(tuple), ONE_PAYLOAD, ONE_PAYLOAD,
                       st.tuples(SHAPES, VALUES))
 
 
@@ -324,7 +329,6 @@ class Handler:
         return f"{self.server}|{self.namespace}|{self.event}"
 
 
-MONKEY_PATCH_WAYS = ["time.sleep", "sleep", "socket", "requests", "lock"]
 CATCH_ALL_PROBE = "my event braodcast"  # what the fuzz sends unknown_event's @socketio.on("*")
 
 
