@@ -10,7 +10,7 @@ import os
 import sys
 from typing import NoReturn
 
-from . import catalog, modes
+from . import catalog, modes, stack
 
 USAGE_HINT = "run `lesson --help` for usage"
 
@@ -25,6 +25,12 @@ class Parser(argparse.ArgumentParser):
 def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+def backend_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"expected a number of backends from 1 to 16, not {text!r}")
     return int(text)
 
 
@@ -46,6 +52,10 @@ def build_parser() -> Parser:
                      help="port (default: 5000; 0 picks a free one)")
     run.add_argument("--debug", action="store_true",
                      help="Flask debug mode and request logging (restart by hand after an edit)")
+    run.add_argument("--backends", type=backend_count, metavar="K",
+                     help="lesson 06: how many gunicorn backends behind nginx (default: 2)")
+    run.add_argument("--trap", action="append", choices=("all", *stack.TRAPS),
+                     help="lesson 06: also serve this mistake, on a port of its own (repeatable)")
 
     doctor = commands.add_parser("doctor", help="check what the lessons and tests need on this "
                                                 "machine, with a fix for each problem")
@@ -80,7 +90,7 @@ def main(argv=None) -> int:
             from . import doctor
             return doctor.main(args.port)
         return run_lesson(args)
-    except (catalog.NotFound, modes.ModeUnavailable) as error:
+    except (catalog.NotFound, modes.ModeUnavailable, stack.StackError) as error:
         fail(str(error))
     except ConnectionError as error:  # a lesson's create_app could not reach a service it needs
         fail(str(error))
@@ -130,6 +140,10 @@ def run_tests(pytest_args) -> int:
 
 def run_lesson(args) -> int:
     lesson = catalog.find_lesson(args.lesson)
+    if stack.is_stack_lesson(lesson.path):  # lesson 06: Redis, gunicorn and nginx, not one server
+        return stack.run(lesson, args)
+    if args.backends is not None or args.trap:
+        fail(f"--backends and --trap are for lesson 06_deploy only, not {lesson.name}")
     demo, file = lesson.demo(args.demo)
     label = lesson.name if demo == "app" else f"{lesson.name}/{demo}"
     mode = modes.pick(args.mode)
