@@ -52,14 +52,15 @@ class LessonServer(LessonProcess):
         return status
 
 
-def start(lesson, demo=None, mode=None, **settings):
-    """``lesson run LESSON [DEMO]`` on a free port; settings become FLASK_* variables."""
+def start(lesson, demo=None, mode=None, patch=None, **settings):
+    """``lesson run LESSON [DEMO]`` on a free port; settings become FLASK_* variables;
+    ``patch="none"`` or ``"late"`` adds ``--patch`` (lesson 03's monkey_patch demo)."""
     mode = mode or os.environ.get("LESSON_MODE", DEFAULT_MODE)
     # die_with_parent() (also the preexec_fn for other servers a notebook starts, such as
     # lesson 05's Redis): Linux sends the signal when the *thread* that started the
     # server ends, so start servers from the notebook's cells (the kernel's main
     # thread), not from a thread of your own that may finish first.
-    server = LessonServer(lesson, demo, mode, settings,
+    server = LessonServer(lesson, demo, mode, settings, ("--patch", patch) if patch else (),
                           die_with_parent=die_with_parent() is not None)
     running.add(server)
     try:

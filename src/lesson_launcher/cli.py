@@ -25,6 +25,10 @@ def build_parser() -> Parser:
     run.add_argument("--mode", default="auto", choices=("auto",) + modes.MODES,
                      help="async mode (default: auto, the first installed of "
                           "eventlet, gevent, threading, as Flask-SocketIO picks)")
+    run.add_argument("--patch", default="early", choices=modes.PATCHING,
+                     help="eventlet and gevent: monkey patch the standard library before the "
+                          "lesson is imported (early, the default), after it (late) or not at "
+                          "all (none); lesson 03's monkey_patch demo shows what the last two cost")
     run.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     run.add_argument("--port", default=5000, type=port_number,
                      help="port (default: 5000; 0 picks a free one)")
@@ -139,7 +143,11 @@ def run_lesson(args) -> int:
     if args.mode == "auto":
         print(f"lesson: --mode auto picked {mode} (the first installed of "
               f"{', '.join(modes.AUTO_ORDER)})", file=sys.stderr)
-    modes.patch(mode)  # before Flask or the lesson is imported
+    if args.patch != "early" and mode == "threading":
+        fail(f"--patch {args.patch} is for eventlet and gevent; threading mode patches nothing")
+    modes.import_quietly(mode)
+    if args.patch == "early":
+        modes.patch(mode)  # before Flask or the lesson is imported
 
     from . import serve  # noqa: E402  (after patching, on purpose)
 
@@ -151,8 +159,10 @@ def run_lesson(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     app = load_app(file, mode, args.debug)
+    if args.patch == "late":
+        modes.patch(mode)  # after Flask and the lesson were imported: too late (lesson 03)
     serve.stop_on_signals()
-    serve.announce(label, app.extensions["socketio"].async_mode, sock)
+    serve.announce(label, app.extensions["socketio"].async_mode, sock, patch=args.patch)
     serve.serve(mode, app, sock, log_requests=args.debug)
     return 0
 
