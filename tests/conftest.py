@@ -7,13 +7,44 @@
   socket, which records every event it receives;
 * ``page`` is a fresh tab of a real headless Chromium.
 """
+import os
 import re
 from pathlib import Path
 
+import psutil
 import pytest
 
+import cpu_log
 from harness import MODES, ROOT, LessonServer, RecordingClient
+from lesson_launcher import forkserver
 from lesson_launcher.doctor import chromium_candidates
+
+
+def pytest_configure(config):
+    """pytest with pytest-xdist workers (`lesson test` runs four) starts one fork server
+    per async mode for all of them (lesson_launcher.forkserver, harness.LessonServer)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput") \
+            and os.environ.get("LESSON_FORK", "1") != "0":
+        forkserver.share(MODES)
+
+
+MODULE_MARK = re.compile(r"^pytestmark = pytest\.mark\.(\w+)$", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """A test file whose every test carries a mark that -m leaves out (`pytestmark =
+    pytest.mark.stress`, for the `--full` tests) is not even imported: hypothesis alone
+    took 0.65 s of CPU to import, in pytest and in each worker, for tests never run."""
+    if not config.option.markexpr or collection_path.suffix != ".py":
+        return None
+    mark = MODULE_MARK.search(collection_path.read_text(encoding="utf-8"))
+    if mark:
+        from _pytest.mark.expression import Expression  # how -m itself decides
+
+        expression = Expression.compile(config.option.markexpr)
+        if not expression.evaluate(lambda name, **kwargs: name == mark[1]):
+            return True
+    return None
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -57,13 +88,22 @@ def pytest_xdist_make_scheduler(config, log):
 
 ONE_UNIT_MODULES = ("test_offline_install.py",)  # its wheelhouse is made once, for all its tests
 SLOWEST_MODULES = ("test_load", "test_fuzz", "test_offline_install",  # (`--full` only)
-                   "test_notebooks", "test_bench", "test_03_pitfalls", "test_05_scale_out",
-                   "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
+                   "test_notebooks", "test_bench",
+                   "test_03_pitfalls/test_blocking_connect", "test_03_pitfalls/test_cross_origin",
+                   "test_03_pitfalls/test_busy_handler", "test_03_pitfalls",  # (a folder: one file per demo)
+                   "test_05_scale_out", "test_02_background", "test_04_broadcast")  # by `--durations`, per unit
+
+
+def module_of(scope):
+    """A unit's test file under tests/, without .py: `test_02_background`, `test_03_pitfalls/test_busy_handler`."""
+    return scope.split("::")[0].removeprefix("tests/").removesuffix(".py")
 
 
 def slowest_first(scope):
-    module = scope.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-    return SLOWEST_MODULES.index(module) if module in SLOWEST_MODULES else len(SLOWEST_MODULES)
+    """A unit's rank in SLOWEST_MODULES: its file's, else its folder's."""
+    module = module_of(scope)
+    ranks = [SLOWEST_MODULES.index(name) for name in (module, module.split("/")[0]) if name in SLOWEST_MODULES]
+    return ranks[0] if ranks else len(SLOWEST_MODULES)
 
 
 def interleaved(units):
@@ -71,11 +111,11 @@ def interleaved(units):
 
     The units of one module wait alike (lesson 02's, for its pushes), so three of
     them side by side leave the CPU idle; one unit from each module in turn mixes
-    waiting with working."""
+    waiting with working. Lesson 03's folder takes its turns as one module."""
     by_module = {}
     for unit in sorted(units, key=lambda unit: slowest_first(unit[0])):
         by_module.setdefault((slowest_first(unit[0]) < len(SLOWEST_MODULES),
-                              unit[0].split("::")[0]), []).append(unit)
+                              module_of(unit[0]).split("/")[0]), []).append(unit)
     order = []
     for slow in (True, False):
         queues = [queue for (is_slow, _), queue in by_module.items() if is_slow == slow]
@@ -146,7 +186,21 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=find_chromium(playwright),
                                               headless=True, args=CHROMIUM_FLAGS)
         yield chromium
+        if cpu_log.FOLDER:  # Chromium runs under Playwright's driver, a child of ours
+            for driver in psutil.Process().children():
+                if driver.children():
+                    cpu_log.record("Playwright's driver", sum(driver.cpu_times()[:2]))
+                for process in driver.children():
+                    cpu_log.record("Chromium", cpu_log.tree_seconds(process.pid))
         chromium.close()
+
+
+def pytest_sessionfinish(session):
+    """Each test process (pytest and each of its workers): stop this process's fork
+    servers (lesson_launcher.forkserver), and note the CPU time it used."""
+    for seconds in forkserver.shutdown():
+        cpu_log.record("fork servers", seconds)
+    cpu_log.record("test processes", cpu_log.own_seconds())
 
 
 @pytest.fixture

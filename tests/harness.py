@@ -6,13 +6,9 @@ deadline, and a failed wait says what did arrive.
 """
 import http.client
 import os
-import queue
 import random
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,27 +16,27 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import engineio
 import socketio
 
-from lesson_launcher.serve import READY_LINE
+import cpu_log
+
+from lesson_launcher.process import (START_TIMEOUT, STOP_TIMEOUT, LessonProcess, NotReady,
+                                     StopTimeout, lesson_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("eventlet", "gevent", "threading")
-START_TIMEOUT = 20  # seconds for a server to print its ready line (cold imports on a busy CI machine)
-STOP_TIMEOUT = 10
 EVENT_TIMEOUT = 5   # default bound for waiting on one event
-
-
-def lesson_command() -> list:
-    """The real launcher: the ``lesson`` console script installed beside this Python."""
-    script = shutil.which("lesson", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "lesson_launcher.cli"]
 
 
 def run_lesson_command(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
     """Run ``lesson ARGS`` to completion (for commands that exit by themselves)."""
-    return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    before = cpu_log.children_seconds()
+    try:
+        return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
+                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    finally:
+        cpu_log.record("lesson commands", cpu_log.children_seconds() - before)
 
 
 def wait_until(condition, timeout=EVENT_TIMEOUT, what="the condition"):
@@ -123,84 +119,43 @@ def start_all(servers):
     return servers
 
 
-class LessonServer:
-    """``lesson run LESSON [DEMO] --mode MODE --port 0`` in a subprocess."""
+class LessonServer(LessonProcess):
+    """``lesson run LESSON [DEMO] --mode MODE --port 0`` for a test: what went wrong
+    is an AssertionError that shows the server's stderr.
 
-    def __init__(self, lesson, demo=None, mode="threading", settings=None, extra_args=()):
-        self.args = ["run", lesson] + ([demo] if demo else []) + [
-            "--mode", mode, "--port", "0", *extra_args]
-        self.env = {**os.environ, **{f"FLASK_{k}": str(v) for k, v in (settings or {}).items()}}
-        self.mode = mode
-        self.process = None
-        self.url = None
-        self.ready_line = None
-        self.stdout_lines = queue.Queue()
-        self.stderr = []
+    Forked from the mode's fork server (lesson_launcher.forkserver: the launcher's
+    code path from the command line on, at a tenth of the CPU), unless
+    ``fork=False``, LESSON_FORK=0 in the environment, ``--mode auto`` (which mode
+    to fork from is the launcher's choice to prove), or ``--patch`` (a demo that
+    chooses its own monkey patching needs a fresh interpreter)."""
 
-    def start(self):
-        self.process = subprocess.Popen(
-            lesson_command() + self.args, env=self.env, text=True, bufsize=1,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.pumps = [
-            threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout_lines.put),
-                             daemon=True),
-            threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr.append),
-                             daemon=True)]
-        for pump in self.pumps:
-            pump.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                line = self.stdout_lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.kill()
-                raise AssertionError(f"no ready line within {START_TIMEOUT}s from "
-                                     f"lesson {' '.join(self.args)}; stderr:\n{self.stderr_text}")
-            if line is None:  # stdout closed: the process died
-                self.process.wait(STOP_TIMEOUT)
-                raise AssertionError(f"lesson {' '.join(self.args)} exited with "
-                                     f"{self.process.returncode} before it was ready; "
-                                     f"stderr:\n{self.stderr_text}")
-            match = READY_LINE.match(line.rstrip("\n"))
-            if match:
-                self.ready_line = match
-                self.url = match["url"]
-                return self
+    def __init__(self, lesson, demo=None, mode="threading", settings=None, extra_args=(),
+                 fork=None):
+        if fork is None:
+            fork = (os.environ.get("LESSON_FORK", "1") != "0" and mode in MODES
+                    and "--patch" not in extra_args)
+        super().__init__(lesson, demo, mode, settings, extra_args, fork=fork)
 
-    @staticmethod
-    def _pump(stream, put):
-        for line in stream:
-            put(line)
-        put(None)
-
-    @property
-    def stderr_text(self) -> str:
-        return "".join(line for line in list(self.stderr) if line)
-
-    def interrupt(self) -> int:
-        """Ctrl-C, as a person would press it; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+    def start(self, timeout=START_TIMEOUT):
         try:
-            status = self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"lesson {' '.join(self.args)} ignored Ctrl-C for "
-                                 f"{STOP_TIMEOUT}s; stderr:\n{self.stderr_text}")
-        for pump in self.pumps:  # read what it printed last
-            pump.join(STOP_TIMEOUT)
-        return status
+            return super().start(timeout)
+        except NotReady as error:
+            raise AssertionError(str(error)) from None
+
+    def interrupt(self, timeout=STOP_TIMEOUT) -> int:
+        """Ctrl-C, as a person would press it; returns the exit status."""
+        if cpu_log.FOLDER and self.process.poll() is None:
+            cpu_log.record("lesson servers", cpu_log.process_seconds(self.pid))
+        try:
+            return super().interrupt(timeout)
+        except StopTimeout as error:
+            raise AssertionError(str(error)) from None
 
     def stop(self) -> str:
         """Ctrl-C; the server must exit with status 0. Returns all it wrote to stderr."""
         status = self.interrupt()
         assert status == 0, f"Ctrl-C ended the server with status {status}:\n{self.stderr_text}"
         return self.stderr_text
-
-    def kill(self):
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT)
 
 
 @dataclass
@@ -216,6 +171,46 @@ class Received:
         return self.args[0] if self.args else None
 
 
+class InOrderEngineIOClient(engineio.Client):
+    """python-engineio's client hands each received message to a thread of its
+    own (``_trigger_event('message', ..., run_async=True)``, engineio 4.x), so
+    two messages that arrived in order can be *handled* out of order: in CI an
+    ack was seen before the event the server had emitted just before it. Here
+    each message still gets its thread (a handler may block, or disconnect),
+    but takes a ticket on the reading thread and waits for its turn, so
+    handlers run one after another in arrival order. Every "A arrives before
+    B" check and ``sync()`` rely on that."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._turn = threading.Condition()
+        self._tickets = 0  # given out, in arrival order
+        self._served = 0   # handlers finished
+
+    def _trigger_event(self, event, *args, **kwargs):
+        if event != "message" or not kwargs.get("run_async"):
+            return super()._trigger_event(event, *args, **kwargs)
+        with self._turn:
+            ticket, self._tickets = self._tickets, self._tickets + 1
+
+        def in_turn():
+            with self._turn:
+                self._turn.wait_for(lambda: self._served == ticket)
+            try:
+                super(InOrderEngineIOClient, self)._trigger_event(event, *args, run_async=False)
+            finally:
+                with self._turn:
+                    self._served += 1
+                    self._turn.notify_all()
+
+        return self.start_background_task(in_turn)
+
+
+class InOrderClient(socketio.Client):
+    def _engineio_client_class(self):
+        return InOrderEngineIOClient
+
+
 class RecordingClient:
     """A python-socketio client that records every event of every namespace."""
 
@@ -226,7 +221,7 @@ class RecordingClient:
         self.changed = threading.Condition()
         # Reconnection would hide a dropped connection from the test, unless the
         # test is about it (client_options go to socketio.Client).
-        self.sio = socketio.Client(**{"reconnection": False, **client_options})
+        self.sio = InOrderClient(**{"reconnection": False, **client_options})
         self.sio.on("*", self._record_event, namespace="*")
         self.sio.on("connect", lambda ns: self._record("connect", ns, ()), namespace="*")
         self.sio.on("disconnect", lambda ns, *reason: self._record("disconnect", ns, reason),
@@ -287,9 +282,10 @@ class RecordingClient:
     def sync(self, event="my ping", namespace="/test_conn"):
         """A round trip to the server and back on this client's connection.
 
-        Messages on one connection arrive in order, so once the ack of an
+        Messages on one connection arrive in order (and this client handles
+        them in that order, see InOrderEngineIOClient), so once the ack of an
         event sent *now* is back, anything the server sent this client
-        earlier has arrived too. That turns "never receives X" into a check
+        earlier has been recorded too. That turns "never receives X" into a check
         with no sleep in it: do the thing, sync, then look.
         """
         self.call(event, namespace=namespace)

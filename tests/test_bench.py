@@ -16,8 +16,7 @@ import sys
 
 import pytest
 
-import harness
-from harness import LessonServer
+from lesson_launcher.process import ServerProcess
 
 BENCH = [sys.executable, "-m", "lesson_launcher.bench"]
 SERVERS = ("lesson", "bare")
@@ -121,17 +120,13 @@ def test_a_quick_run_measures_both_servers_and_writes_the_table_the_plot_and_the
 
 @pytest.fixture(scope="module")
 def bare(mode):
-    """bench_server.py in this module's mode, started and stopped as the harness does a
-    lesson (the harness runs `lesson ARGS`; here the command is the bare server's)."""
-    server = LessonServer("bench_server", mode=mode)
-    server.args = ["--mode", mode]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness, "lesson_command",
-                      lambda: [sys.executable, "-m", "lesson_launcher.bench_server"])
-        server.start()
+    """bench/server.py in this module's mode, started and stopped as the harness does a
+    lesson, by the same class (here the command is the bare server's)."""
+    server = ServerProcess([sys.executable, "-m", "lesson_launcher.bench.server", "--mode", mode])
+    server.start()
     yield server
-    stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
+    assert server.interrupt() == 0, server.stderr_text
+    assert "Traceback" not in server.stderr_text, server.stderr_text
 
 
 def test_the_bare_server_answers_the_benchmark_events_as_lessons_01_and_04_do(bare, connect, mode):

@@ -31,7 +31,8 @@ to reject before the work; every example gets its normal acknowledgement, 0
 rounds), blocking_connect's broken connect handler loops FLASK_LOOP_SECONDS=0
 (one push interval) so that its namespace can be joined, and emits_in_connect
 waits FLASK_SECOND_EMIT_DELAY=0. async_model_typo serves WebSocket only under
-eventlet's web server (see test_03_pitfalls), so it is fuzzed in eventlet mode only.
+eventlet's web server (see test_03_pitfalls/test_async_model_typo.py), so it is fuzzed in
+eventlet mode only.
 
 Connect handlers: none of them reads its `auth` argument, so there is no
 payload to fuzz there.
@@ -75,7 +76,9 @@ SERVERS = {
     "03 cross_origin": ("03", "cross_origin", {"FRONTEND_PORT": 0, "STRANGER_PORT": 0}),
     "03 emit_outside_context": ("03", "emit_outside_context", {"PUSH_INTERVAL": 1}),
     "03 emits_in_connect": ("03", "emits_in_connect", {"SECOND_EMIT_DELAY": 0}),
+    "03 monkey_patch": ("03", "monkey_patch", {"BLOCK_SECONDS": 0}),
     "03 old_client": ("03", "old_client", {}),
+    "03 unknown_event": ("03", "unknown_event", {}),
     "04": ("04", None, {}),
     "05": ("05", None, {}),  # no FLASK_MESSAGE_QUEUE: one server, no Redis needed
 }
@@ -322,6 +325,32 @@ class Handler:
         return f"{self.server}|{self.namespace}|{self.event}"
 
 
+MONKEY_PATCH_WAYS = ["time.sleep", "sleep", "socket", "requests", "lock"]
+CATCH_ALL_PROBE = "my event braodcast"  # what the fuzz sends unknown_event's @socketio.on("*")
+
+
+def blocked(ways):
+    """monkey_patch's "block": its report when "how" names one of ``ways``, else refused."""
+    def contract(args, wire):
+        how = args[0].get("how") if len(args) == 1 and isinstance(args[0], dict) else None
+        if not isinstance(how, str) or how not in ways:
+            return None
+        return Answer(lambda ack: len(ack) == 1 and ack[0]["ok"] and ack[0]["how"] == how, [])
+    return contract
+
+
+def patched_first(ack):
+    """monkey_patch's "patching", in a server patched as every lesson is."""
+    [state] = ack
+    return state["verdict"].startswith(("patched first", "none needed"))
+
+
+def nack_naming(event):
+    message = f'no handler for event "{event}" on {FIXED}'
+    return lambda args, wire: Answer([{"ok": False, "error": message}],
+                                     [("error", [{"message": message, "event": event}])])
+
+
 def ping(server, namespace=NS):
     return Handler(server, namespace, "my ping", answers(["pong"]))
 
@@ -336,8 +365,8 @@ def always(message):
     return lambda args: message
 
 
-def data_handler(server, event, reply, contract=None, refusal=None):
-    return Handler(server, NS, event, contract or echoes(reply), emits=(reply,) if reply else (),
+def data_handler(server, event, reply, contract=None, refusal=None, namespace=NS):
+    return Handler(server, namespace, event, contract or echoes(reply), emits=(reply,) if reply else (),
                    refusal=refusal or one_argument(event), good=({"data": "well-formed"},))
 
 
@@ -364,6 +393,29 @@ HANDLERS = [
     data_handler("03 old_client", "my event", "event response",
                  refusal=always('"my event" expects an object like {"data": ...}')),
     ping("03 old_client"),
+    # monkey_patch's "block" with FLASK_BLOCK_SECONDS=0: a lock and a slow service, but no wait.
+    Handler("03 monkey_patch", NS, "block", blocked(MONKEY_PATCH_WAYS), good=({"how": "time.sleep"},),
+            emits=(), refusal=always(f'"block" expects {{"how": one of {MONKEY_PATCH_WAYS}}}')),
+    Handler("03 monkey_patch", FIXED, "block", blocked(["socketio.sleep"]),
+            good=({"how": "socketio.sleep"},),
+            refusal=always('"block" expects {"how": one of [\'socketio.sleep\']}')),
+    Handler("03 monkey_patch", NS, "patching", answers(patched_first)),
+    Handler("03 monkey_patch", FIXED, "patching", answers(patched_first)),
+    ping("03 monkey_patch"), ping("03 monkey_patch", FIXED),
+    data_handler("03 unknown_event", "my event", "event response",
+                 refusal=always('"my event" expects an object like {"data": ...}')),
+    data_handler("03 unknown_event", "my event broadcast", "my ev broadcast",
+                 refusal=always('"my event broadcast" expects an object like {"data": ...}')),
+    data_handler("03 unknown_event", "my event", "event response", namespace=FIXED,
+                 refusal=always('"my event" expects an object like {"data": ...}')),
+    data_handler("03 unknown_event", "my event broadcast", "my ev broadcast", namespace=FIXED,
+                 refusal=always('"my event broadcast" expects an object like {"data": ...}')),
+    ping("03 unknown_event"), ping("03 unknown_event", FIXED),
+    # The catch-all, through an event it catches. (An event literally named "*" reaches
+    # python-socketio's handler for "*" without the event's name in front, and Flask-SocketIO
+    # 5.7's wrapper of catch-alls then raises IndexError or TypeError: not fuzzed.)
+    Handler("03 unknown_event", FIXED, CATCH_ALL_PROBE, nack_naming(CATCH_ALL_PROBE),
+            emits=("error",)),
     data_handler("04", "my event", "event response"),
     data_handler("04", "my event broadcast", "my ev broadcast"),
     data_handler("04", "my event others", None),
@@ -503,7 +555,7 @@ def test_fuzz_covers_every_event_handler_of_every_lesson():
         name = lesson if path.stem == "app" else f"{lesson} {path.stem}"
         for event, namespace in HANDLER_DECORATOR.findall(text):
             if event not in ("connect", "disconnect"):
-                declared.add((name, NAMESPACES[namespace], event))
+                declared.add((name, NAMESPACES[namespace], CATCH_ALL_PROBE if event == "*" else event))
         # A connect handler that reads `auth` would need fuzzing too.
         connect_handlers = re.findall(r'@socketio\.on\("connect".*?\)\ndef \w+\(([^)]*)\):\n((?:    .*\n|\n)*)', text)
         for _, body in connect_handlers:

@@ -59,8 +59,9 @@ def served_then_stopped(mode):
     """A lesson 01 server in this mode, started as every test server is (stdin from
     /dev/null: no terminal), used by a WebSocket client and a long-polling client,
     then stopped with Ctrl-C while both are still connected. The tests below read
-    what happened; one server per mode serves them all."""
-    seen = SimpleNamespace(server=LessonServer("01", mode=mode).start())
+    what happened; one server per mode serves them all. A real `lesson` process, not
+    one forked from the harness's fork server: this is the launcher's contract."""
+    seen = SimpleNamespace(server=LessonServer("01", mode=mode, fork=False).start())
     try:
         # Connecting at once, with no retry, works: the ready line was not early.
         websocket = RecordingClient(seen.server.url).connect()
@@ -163,6 +164,7 @@ WRONG_COMMAND_LINES = {
     "no command": ([], "the following arguments are required: command"),
     "unknown command": (["serve", "01"], "invalid choice: 'serve'"),
     "list of unknown lesson": (["list", "42"], "no lesson '42'"),
+    "test of unknown lesson": (["test", "42"], "no lesson '42'"),
 }
 
 
@@ -175,6 +177,17 @@ def test_a_wrong_command_line_gets_one_clear_line_and_status_2(args, explanation
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith("lesson: ")
     assert explanation in result.stderr
+
+
+@pytest.mark.parametrize("key", ["01", "basic"])
+def test_lesson_test_with_a_lesson_runs_that_lessons_tests_alone_in_every_mode(key):
+    result = run_lesson_command("test", key, "--collect-only", "-q", "-n", "0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    tests = [line for line in result.stdout.splitlines() if "::" in line]
+    assert tests and all(test.startswith("tests/test_01_basic.py::") for test in tests), tests
+    for mode in ("eventlet", "gevent", "threading"):
+        assert any(f"[{mode}" in test for test in tests), f"no {mode} test in {tests}"
 
 
 @pytest.mark.parametrize("args", [[], ["wheels/", "--platform", "beos"]], ids=["no folder", "unknown platform"])

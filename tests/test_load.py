@@ -6,7 +6,7 @@ a repeated or restarted `seq`), and once they have all left, the server has no
 more OS threads and greenlets than before they came: nothing leaks per connection.
 
 The load generator is the benchmark's lean client (src/lesson_launcher/
-bench_clients.py): real WebSocket connections speaking Engine.IO 4 / Socket.IO 5,
+bench/clients.py): real WebSocket connections speaking Engine.IO 4 / Socket.IO 5,
 all driven by one selectors loop in the test process. The same waves with 200
 python-socketio clients (measured on 2 cores, gevent): 1.7 s of test-process CPU
 against 0.1 s, 0.56 s of server CPU against 0.26 s (they long-poll before they
@@ -36,7 +36,7 @@ import pytest
 from wsproto.events import Message
 
 from harness import EVENT_TIMEOUT, LessonServer, RecordingClient, wait_until
-from lesson_launcher.bench_clients import LeanClient, Swarm
+from lesson_launcher.bench.clients import LeanClient, Swarm
 
 pytestmark = pytest.mark.stress
 

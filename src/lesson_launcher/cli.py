@@ -1,4 +1,4 @@
-"""lesson list | run LESSON [DEMO] [options] | test [pytest args] | bench | doctor [--port N]
+"""lesson list | run LESSON [DEMO] [options] | test [LESSON] [pytest args] | bench | doctor [--port N]
 
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
@@ -11,21 +11,7 @@ import sys
 from typing import NoReturn
 
 from . import catalog, modes, stack
-
-USAGE_HINT = "run `lesson --help` for usage"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a wrong command line gets one line on stderr and status 2."""
-
-    def error(self, message):
-        self.exit(2, f"lesson: {message}; {USAGE_HINT}\n")
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be a number from 0 to 65535, not {text!r}")
-    return int(text)
+from .cmdline import Parser, port_number
 
 
 def backend_count(text: str) -> int:
@@ -47,6 +33,10 @@ def build_parser() -> Parser:
     run.add_argument("--mode", default="auto", choices=("auto",) + modes.MODES,
                      help="async mode (default: auto, the first installed of "
                           "eventlet, gevent, threading, as Flask-SocketIO picks)")
+    run.add_argument("--patch", default="early", choices=modes.PATCHING,
+                     help="eventlet and gevent: monkey patch the standard library before the "
+                          "lesson is imported (early, the default), after it (late) or not at "
+                          "all (none); lesson 03's monkey_patch demo shows what the last two cost")
     run.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     run.add_argument("--port", default=5000, type=port_number,
                      help="port (default: 5000; 0 picks a free one)")
@@ -62,8 +52,9 @@ def build_parser() -> Parser:
     doctor.add_argument("--port", default=5000, type=port_number,
                         help="the port to check is free (default: 5000, as `lesson run`)")
 
-    commands.add_parser("test", help="run the everyday test suite; --full adds the fuzzing, "
-                             "load and install tests, as CI does (other arguments go to pytest)",
+    commands.add_parser("test", help="run the everyday test suite (`test 01`: one lesson's tests); "
+                             "--full adds the fuzzing, load and install tests, as CI does "
+                             "(other arguments go to pytest)",
                         add_help=False)
     commands.add_parser("bench", help="measure the async modes on this machine "
                                       "(`lesson bench --help`)", add_help=False)
@@ -80,8 +71,8 @@ def main(argv=None) -> int:
     if argv[:1] == ["test"]:  # everything after `test` belongs to pytest
         return run_tests(argv[1:])
     if argv[:1] == ["bench"]:  # and everything after `bench` to the benchmark
-        from . import bench
-        return bench.main(argv[1:])
+        from .bench import main as bench
+        return bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
@@ -117,10 +108,28 @@ def list_lessons(key=None) -> int:
 EVERYDAY = "not stress and not install"
 
 
+def lesson_tests(root, key: str) -> list:
+    """The test files of one lesson: tests/test_NN_topic.py, or the folder tests/test_NN_topic/."""
+    lesson = catalog.find_lesson(key, root)
+    found = [str(path.relative_to(root)) for path in
+             (root / "tests" / f"test_{lesson.name}.py", root / "tests" / f"test_{lesson.name}")
+             if path.exists()]
+    if not found:
+        fail(f"lesson {lesson.name} has no tests (tests/test_{lesson.name}.py)")
+    return found
+
+
 def run_tests(pytest_args) -> int:
     root = catalog.repository_root()
     os.chdir(root)
     command = [sys.executable, "-m", "pytest"]
+    # `lesson test 01` (a lesson's number or name first): that lesson's tests alone.
+    first = pytest_args[0] if pytest_args else "-"
+    if not first.startswith("-") and not os.path.exists(first.split("::")[0]):
+        try:
+            pytest_args = lesson_tests(root, pytest_args[0]) + list(pytest_args[1:])
+        except catalog.NotFound as error:
+            fail(f"{error} (or give pytest a test file)")
     # Four pytest-xdist workers unless told otherwise (`-n 0` runs serially). Much
     # of a lesson test's time is spent waiting on a server or a push, so on 2 cores
     # four workers keep the CPU busier than three: 56.6 s against 60.6-61 s for the
@@ -150,7 +159,11 @@ def run_lesson(args) -> int:
     if args.mode == "auto":
         print(f"lesson: --mode auto picked {mode} (the first installed of "
               f"{', '.join(modes.AUTO_ORDER)})", file=sys.stderr)
-    modes.patch(mode)  # before Flask or the lesson is imported
+    if args.patch != "early" and mode == "threading":
+        fail(f"--patch {args.patch} is for eventlet and gevent; threading mode patches nothing")
+    modes.import_quietly(mode)
+    if args.patch == "early":
+        modes.patch(mode)  # before Flask or the lesson is imported
 
     from . import serve  # noqa: E402  (after patching, on purpose)
 
@@ -162,8 +175,10 @@ def run_lesson(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     app = load_app(file, mode, args.debug)
+    if args.patch == "late":
+        modes.patch(mode)  # after Flask and the lesson were imported: too late (lesson 03)
     serve.stop_on_signals()
-    serve.announce(label, app.extensions["socketio"].async_mode, sock)
+    serve.announce(label, app.extensions["socketio"].async_mode, sock, patch=args.patch)
     serve.serve(mode, app, sock, log_requests=args.debug)
     return 0
 

@@ -13,6 +13,10 @@ MODES = ("eventlet", "gevent", "threading")
 # (engineio.base_server.BaseServer.async_modes, minus gevent_uwsgi, which only
 # applies inside a uWSGI server).
 AUTO_ORDER = ("eventlet", "gevent", "threading")
+# When the launcher monkey patches (`lesson run --patch`): before Flask and the lesson
+# are imported (early, the default and the right way), after them (late: the 2019
+# post's first try, shown by lesson 03's monkey_patch demo), or not at all (none).
+PATCHING = ("early", "late", "none")
 
 
 class ModeUnavailable(RuntimeError):
@@ -32,17 +36,25 @@ def pick(requested: str) -> str:
     return next(mode for mode in AUTO_ORDER if installed(mode))
 
 
+def import_quietly(mode: str) -> None:
+    """Import eventlet with its ten-line deprecation warning said in one line."""
+    if mode == "eventlet" and "eventlet" not in sys.modules:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import eventlet  # noqa: F401
+        print("lesson: note: eventlet is deprecated by its own maintainers; "
+              "prefer --mode gevent or --mode threading for new work", file=sys.stderr)
+
+
 def patch(mode: str) -> None:
     """Make the standard library cooperative for eventlet or gevent; nothing for threading."""
     if mode == "eventlet":
-        import warnings
+        import_quietly(mode)
+        import eventlet
 
-        with warnings.catch_warnings():  # we say it in one line instead of ten
-            warnings.simplefilter("ignore")
-            import eventlet
         eventlet.monkey_patch()
-        print("lesson: note: eventlet is deprecated by its own maintainers; "
-              "prefer --mode gevent or --mode threading for new work", file=sys.stderr)
     elif mode == "gevent":
         from gevent import monkey
 

@@ -120,11 +120,28 @@ def wake_the_loop_on_signals(mode: str) -> None:
         gevent.spawn(wait_read, read_end)
 
 
+def cooperative(mode: str, sock: socket.socket):
+    """The listening socket as eventlet's or gevent's own (what socketio.run() makes),
+    if it was made before monkey patching, or without it (`lesson run --patch late|none`):
+    a plain socket's accept() would block every green thread until a client connects."""
+    if mode == "eventlet":
+        from eventlet.greenio import GreenSocket
+
+        return sock if isinstance(sock, GreenSocket) else GreenSocket(sock)
+    if mode == "gevent":
+        import gevent.socket
+
+        if not isinstance(sock, gevent.socket.socket):
+            return gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    return sock
+
+
 def serve(mode: str, app, sock: socket.socket, log_requests: bool) -> None:
     """Serve until the process is stopped (see stop_on_signals)."""
     if os.environ.get("LESSON_STATS") == "1":
         app = with_stats(app)
     wake_the_loop_on_signals(mode)
+    sock = cooperative(mode, sock)
     if mode == "eventlet":
         import eventlet.wsgi
 
@@ -185,11 +202,14 @@ def url(sock: socket.socket) -> str:
 
 # announce()'s line as a pattern, for all that wait for it: the tests' harness, the
 # notebooks' lesson_server and the benchmark. The host is what url() prints.
-READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)\) on "
+READY_LINE = re.compile(r"^Serving (?P<label>\S+) \(async_mode=(?P<mode>\w+)"
+                        r"(?:, patch=(?P<patch>late|none))?\) on "
                         r"(?P<url>http://(?P<host>[\d.]+|\[[\da-f:]+\]):(?P<port>\d+)/)$")
 
 
-def announce(lesson_name: str, async_mode: str, sock: socket.socket) -> None:
-    """The ready line that tests, notebooks and people wait for (READY_LINE)."""
-    print(f"Serving {lesson_name} (async_mode={async_mode}) on {url(sock)}", flush=True)
+def announce(lesson_name: str, async_mode: str, sock: socket.socket, patch="early") -> None:
+    """The ready line that tests, notebooks and people wait for (READY_LINE). It names
+    the monkey patching only when it is not the default (`lesson run --patch late|none`)."""
+    patching = "" if patch == "early" else f", patch={patch}"
+    print(f"Serving {lesson_name} (async_mode={async_mode}{patching}) on {url(sock)}", flush=True)
     sys.stdout.flush()

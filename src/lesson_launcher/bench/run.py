@@ -3,7 +3,7 @@
 For each async mode, the lesson servers run through the real launcher
 (``lesson run 01`` for round trips, ``lesson run 04`` for the storm and the
 fan-out) next to a bare python-socketio server with the same handlers, served
-the same way (bench_server.py). The two are measured alternately, so the ratio
+the same way (bench/server.py). The two are measured alternately, so the ratio
 lesson / bare is what Flask and Flask-SocketIO cost, on this machine, today.
 
     lesson bench --out DIR [--quick] [--modes eventlet,gevent,threading]
@@ -13,12 +13,8 @@ writes DIR/bench.md (tables), DIR/bench.png (plot) and DIR/bench.json (raw figur
 import argparse
 import os
 import platform
-import queue
-import signal
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -28,11 +24,11 @@ import psutil
 import socketio
 from tqdm import tqdm
 
-from . import modes
-from .bench_clients import ClientError, Generator, sender
-from .bench_report import write_all
-from .cli import Parser
-from .serve import READY_LINE
+from .. import modes
+from ..cmdline import Parser
+from ..process import LessonProcess, NotReady, ServerProcess, StopTimeout
+from .clients import ClientError, Generator, sender
+from .report import write_all
 
 NAMESPACE = "/test_conn"
 FANOUT_EVENT, FANOUT_REPLY = "my event others", "my ev others"  # lesson 04, include_self=False
@@ -66,7 +62,7 @@ QUICK = Sizes(round_trips=16, clients=20, messages=5, processes=2)
 # --- command line ------------------------------------------------------------------
 
 class BenchParser(Parser):
-    """cli.Parser's one-line errors, pointing at `lesson bench --help`."""
+    """cmdline.Parser's one-line errors, pointing at `lesson bench --help`."""
 
     def error(self, message):
         self.exit(2, f"lesson bench: {message}; run `lesson bench --help` for usage\n")
@@ -140,106 +136,40 @@ def sizes_of(args) -> Sizes:
 
 # --- servers -------------------------------------------------------------------------
 
-def lesson_command() -> list:
-    """The real launcher: the ``lesson`` script beside this Python, as the tests run it."""
-    script = Path(sys.executable).with_name("lesson")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from lesson_launcher.cli import main; "
-                                  "sys.exit(main())"]
+def stop(server: ServerProcess) -> None:
+    """Ctrl-C, as for any lesson; a traceback in its stderr fails the benchmark."""
+    try:
+        status = server.interrupt()
+    except StopTimeout as error:
+        raise BenchError(str(error)) from None
+    if status != 0 or "Traceback" in server.stderr_text:
+        raise BenchError(f"{server.name} ended with status {status}: {tail(server)}")
 
 
-class Server:
-    """A server subprocess that prints a ready line; its CPU time through psutil."""
-
-    def __init__(self, name: str, command: list):
-        self.name = name
-        self.command = command
-        self.lines = queue.Queue()
-        self.stderr = []
-
-    def start(self) -> "Server":
-        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.psutil = psutil.Process(self.process.pid)
-        for stream, put in ((self.process.stdout, self.lines.put),
-                            (self.process.stderr, self.stderr.append)):
-            threading.Thread(target=pump, args=(stream, put), daemon=True).start()
-        return self
-
-    def wait_ready(self, mode: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BenchError(f"{self.name} printed no ready line within {START_TIMEOUT} s; "
-                                 f"stderr: {self.stderr_tail()}") from None
-            if line is None:
-                raise BenchError(f"{self.name} exited before it was ready: {self.stderr_tail()}")
-            match = READY_LINE.match(line.rstrip("\n"))
-            if match:
-                if match["mode"] != mode:
-                    raise BenchError(f"{self.name} runs async_mode={match['mode']}, not {mode}")
-                self.address = (match["host"], int(match["port"]))
-                self.url = f"http://{match['host']}:{match['port']}/"
-                return
-
-    def cpu_seconds(self) -> float:
-        return sum(self.psutil.cpu_times()[:2])
-
-    def kill(self) -> None:
-        if getattr(self, "process", None) and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def stderr_tail(self) -> str:
-        return " | ".join(line.strip() for line in self.stderr[-5:] if line and line.strip())
-
-    def stop(self) -> None:
-        """Ctrl-C, as for any lesson; a traceback in its stderr fails the benchmark."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        try:
-            status = self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise BenchError(f"{self.name} ignored Ctrl-C for 10 s") from None
-        if status != 0 or any("Traceback" in line for line in self.stderr if line):
-            raise BenchError(f"{self.name} ended with status {status}: {self.stderr_tail()}")
-
-
-def pump(stream, put) -> None:
-    for line in stream:
-        put(line)
-    put(None)
+def tail(server: ServerProcess) -> str:
+    return " | ".join(line.strip() for line in server.stderr_lines[-5:] if line and line.strip())
 
 
 def bare_options(args) -> list:
-    """Command-line options for bench_server.py: none, unless gathering evidence."""
+    """Command-line options for bench/server.py: none, unless gathering evidence."""
     return (["--no-nodelay"] if args.no_nodelay else []) + (
         ["--backlog", str(args.bare_backlog)] if args.bare_backlog else [])
 
 
 def start_servers(mode: str, options: list) -> dict:
     """lesson 01, lesson 04 and the bare server in ``mode``, started together."""
-    bare = [sys.executable, "-m", "lesson_launcher.bench_server", "--mode", mode] + options
-    servers = {
-        "lesson01": Server(f"lesson 01 ({mode})", lesson_command() + [
-            "run", "01", "--mode", mode, "--port", "0"]),
-        "lesson04": Server(f"lesson 04 ({mode})", lesson_command() + [
-            "run", "04", "--mode", mode, "--port", "0"]),
-        "bare": Server(f"bare server ({mode})", bare),
-    }
+    bare = [sys.executable, "-m", "lesson_launcher.bench.server", "--mode", mode] + options
+    servers = {"lesson01": LessonProcess("01", mode=mode), "lesson04": LessonProcess("04", mode=mode),
+               "bare": ServerProcess(bare, name=f"bare server ({mode})")}
     try:
         for server in servers.values():
-            server.start()
-        for server in servers.values():
-            server.wait_ready(mode)
-    except BaseException:  # a server that did not start: stop the others too
+            server.start(START_TIMEOUT)
+            if server.mode != mode:
+                raise BenchError(f"{server.name} runs async_mode={server.mode}, not {mode}")
+    except (NotReady, BenchError) as error:  # one did not start: stop the others too
         for server in servers.values():
             server.kill()
-        raise
+        raise BenchError(str(error)) from None
     return servers
 
 
@@ -356,7 +286,7 @@ class Window:
     is idle, it has read everything the server sent and waits for more, so it
     is not what limits the pace."""
 
-    def __init__(self, server: Server, generator):
+    def __init__(self, server: ServerProcess, generator):
         self.server, self.generator = server, generator
 
     def snapshot(self) -> tuple:
@@ -387,7 +317,7 @@ class Window:
         return found
 
 
-def storm_and_fanout(server: Server, generator, sizes: Sizes, bar) -> dict:
+def storm_and_fanout(server: ServerProcess, generator, sizes: Sizes, bar) -> dict:
     """N clients connect at once; then M events, each broadcast to all N."""
     overflows = listen_overflows()
     with Window(server, generator) as window:
@@ -436,7 +366,7 @@ def bench_mode(mode: str, sizes: Sizes, generator, bar, options: list) -> dict:
         problems = []
         for server in servers.values():
             try:
-                server.stop()
+                stop(server)
             except BenchError as error:
                 problems.append(str(error))
         if problems and sys.exc_info()[0] is None:

@@ -44,7 +44,7 @@ def header_lines(report: dict) -> list:
         f"Packages: {packages}.", "",
         "**lesson**: the lesson served by `lesson run` (lesson 01 for the round trips, lesson 04 "
         "for the storm and the fan-out); **bare**: a python-socketio `socketio.Server` with the "
-        "same handlers and no Flask, served the same way (`lesson_launcher/bench_server.py`). "
+        "same handlers and no Flask, served the same way (`lesson_launcher/bench/server.py`). "
         f"Load generator: {sizes['processes']} processes.",
     ]
     if report["quick"]:
@@ -52,7 +52,7 @@ def header_lines(report: dict) -> list:
                       "more (CPU times come in 10 ms clock ticks)."]
     if report["bare_server_options"]:
         lines += ["", f"**The bare server ran with `{' '.join(report['bare_server_options'])}`**: "
-                      "an experiment, not the baseline (see `lesson_launcher/bench_server.py`)."]
+                      "an experiment, not the baseline (see `lesson_launcher/bench/server.py`)."]
     return lines
 
 

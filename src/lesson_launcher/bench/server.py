@@ -5,7 +5,7 @@ launcher serves a lesson (same patching, same socket, same WSGI server).
 So the only difference between this server and ``lesson run`` is Flask and
 Flask-SocketIO, and the ratio of their figures is what those two cost.
 
-    python -m lesson_launcher.bench_server --mode gevent [--no-nodelay]
+    python -m lesson_launcher.bench.server --mode gevent [--no-nodelay]
 
 ``--no-nodelay`` turns TCP_NODELAY off again on the listening socket, to
 reproduce the ~40 ms stalls that serve.listen() prevents; ``--backlog N``
@@ -14,7 +14,7 @@ lengthens its listen queue (see README.md, "Which async mode? Measured on this m
 import socket
 import sys
 
-from . import modes
+from .. import modes
 
 NAMESPACE = "/test_conn"
 LABEL = "bench_server"
@@ -45,9 +45,9 @@ def create_app(async_mode: str):
 
 
 def main(argv=None) -> int:
-    from .cli import Parser, port_number
+    from ..cmdline import Parser, port_number
 
-    parser = Parser(prog="python -m lesson_launcher.bench_server",
+    parser = Parser(prog="python -m lesson_launcher.bench.server",
                     description="A bare python-socketio server: the benchmark's baseline.")
     parser.add_argument("--mode", required=True, choices=modes.MODES)
     parser.add_argument("--port", default=0, type=port_number)
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     modes.patch(args.mode)  # before socketio is imported, as the launcher does
 
-    from . import serve  # noqa: E402  (after patching, on purpose)
+    from .. import serve  # noqa: E402  (after patching, on purpose)
 
     sock = serve.listen("127.0.0.1", args.port)
     if args.no_nodelay:

@@ -1,0 +1,176 @@
+"""Lesson 03, demo 4: busy_handler (lessons/03_pitfalls/busy_handler.py).
+Proves the README's section "4. `busy_handler`: a handler that computes without
+yielding": every other client freezes in eventlet and gevent but not in
+threading, and the fix, socketio.sleep(0), keeps serving everyone (in gevent,
+giving the others a turn only about every 50 pieces).
+"""
+import threading
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from harness import EVENT_TIMEOUT, RecordingClient, wait_until
+from scenes import FIXED, NS, get_json, handled, timeline_of
+
+BUSY = 0.6          # FLASK_BUSY_SECONDS of busy_handler
+TICK = 0.05         # FLASK_PUSH_INTERVAL of busy_handler
+
+
+@pytest.fixture(scope="module")
+def busy(serve):
+    return serve("03", "busy_handler", BUSY_SECONDS=BUSY, PUSH_INTERVAL=TICK)
+
+
+def watch_while_working(server, namespace, work):
+    """A python-socketio client pings non-stop and records the ticks while ``work()``
+    (done by another client) runs; returns what it saw, with work()'s acknowledgement."""
+    watcher = RecordingClient(server.url, (namespace,)).connect()
+    try:
+        watcher.wait_for("tick", 2, namespace=namespace)
+        stop, pongs = threading.Event(), []
+
+        def ping_non_stop():
+            while not stop.is_set():
+                sent = time.monotonic()
+                watcher.call("my ping", namespace=namespace)
+                pongs.append((sent, time.monotonic()))
+
+        pinger = threading.Thread(target=ping_non_stop)
+        started = time.monotonic()
+        pinger.start()
+        try:
+            ack = work()
+        finally:
+            answered = time.monotonic()
+            stop.set()
+            pinger.join(EVENT_TIMEOUT)
+        # One more tick, so that the gap the work made (if any) is over.
+        watcher.wait_for("tick", len(watcher.events("tick", namespace)) + 1, namespace=namespace)
+    finally:
+        watcher.close()
+    ticks = [t for t in watcher.events("tick", namespace) if t.at >= started - TICK]
+    gaps = [b.at - a.at for a, b in zip(ticks, ticks[1:])]
+    return {
+        "ack": ack,
+        "took": answered - started,
+        # by the server's clock: the ticks it sent while the work ran
+        "ticks_during_work": sum(ack["started_at"] < t.data["at"] < ack["ended_at"] for t in ticks),
+        "longest_silence": max(gaps),
+        "slowest_pong": max(back - sent for sent, back in pongs),
+        "pongs_before_the_work_was_done": sum(back < answered for sent, back in pongs),
+        # pongs that came back while the server worked (its clock and ours are both
+        # the machine's monotonic clock)
+        "pongs_during_work": sum(ack["started_at"] <= back <= ack["ended_at"]
+                                 for sent, back in pongs),
+    }
+
+
+@pytest.fixture(scope="module")
+def busy_page(busy, tabs):
+    """The page presses "work" on /test_conn while a python-socketio client watches:
+    what each of them saw; then the fixed page presses "work" on /test_conn_fixed."""
+    page = tabs.open(busy.url)
+    wait_until(lambda: len(handled(timeline_of(page), "tick")) >= 2, what="ticks on the page")
+
+    def press_work():
+        page.click("#work")
+        expect(page.locator("#work-status")).to_contain_text("done:", timeout=(BUSY + EVENT_TIMEOUT) * 1000)
+        [ack] = [e["data"] for e in handled(timeline_of(page), "work")]
+        return ack
+
+    python = watch_while_working(busy, NS, press_work)
+    # One more tick on the page too, so that its longest silence is complete.
+    ticks = len(handled(timeline_of(page), "tick"))
+    wait_until(lambda: len(handled(timeline_of(page), "tick")) > ticks, what="a tick after the work")
+    seen = {"page": read_work(page)}
+
+    # Then the fixed page (its namespace yields while it works), from a fresh tab.
+    fixed = tabs.open(busy.url + "fixed")
+    wait_until(lambda: len(handled(timeline_of(fixed), "tick")) >= 2, what="ticks on the fixed page")
+    fixed.click("#work")
+    expect(fixed.locator("#work-status")).to_contain_text("done:", timeout=(BUSY + EVENT_TIMEOUT) * 1000)
+    seen["fixed_page"] = read_work(fixed)
+    tabs.close_all()
+    return {"python": python, **seen}
+
+
+def read_work(page):
+    """What a busy_handler page says once its "work" is acknowledged."""
+    return page.evaluate("({during: window.ticksDuringWork, longest: window.longestSilence, "
+                         "saidSilent: window.saidSilent === true, "
+                         "explain: document.getElementById('explain').textContent})")
+
+
+def test_busy_handler_freezes_every_other_client_in_eventlet_and_gevent_but_not_in_threading(
+        busy_page, mode):
+    seen = busy_page["python"]
+
+    assert seen["ack"]["seconds"] >= BUSY and seen["took"] >= BUSY
+    if mode in ("eventlet", "gevent"):
+        assert seen["ticks_during_work"] == 0, seen
+        assert seen["longest_silence"] >= BUSY * 0.75, seen
+        assert seen["slowest_pong"] >= BUSY * 0.5, seen
+    else:
+        assert seen["ticks_during_work"] >= 1, seen
+        assert seen["pongs_before_the_work_was_done"] >= 3, seen
+
+
+@pytest.mark.browser
+def test_busy_handler_page_goes_silent_while_it_works_in_eventlet_and_gevent_only(busy_page, mode):
+    seen = busy_page["page"]
+
+    if mode in ("eventlet", "gevent"):
+        assert seen["during"] == 0, seen
+        assert seen["longest"] >= BUSY * 0.75, seen
+        assert seen["saidSilent"], seen  # "silent for 0.5 s: no tick, no pong"
+        assert "the server sent no tick at all" in seen["explain"], seen
+    else:
+        assert seen["during"] >= 1, seen
+        assert "the other clients were served meanwhile" in seen["explain"], seen
+
+
+@pytest.mark.browser
+def test_busy_handler_fixed_page_gets_ticks_while_its_work_runs_in_every_mode(busy_page):
+    seen = busy_page["fixed_page"]
+
+    assert seen["during"] >= 1, seen
+    assert "the other clients were served meanwhile" in seen["explain"], seen
+
+
+@pytest.fixture(scope="module")
+def fixed_work_seen(busy):
+    """One client asks /test_conn_fixed for "work" while another pings and watches."""
+    worker = RecordingClient(busy.url, (FIXED,)).connect()
+    try:
+        return watch_while_working(busy, FIXED, lambda: worker.call("work", namespace=FIXED,
+                                                                     timeout=BUSY + EVENT_TIMEOUT))
+    finally:
+        worker.close()
+
+
+def test_busy_handler_fixed_with_socketio_sleep_0_keeps_serving_everyone_in_every_mode(
+        fixed_work_seen):
+    seen = fixed_work_seen
+    assert seen["ack"]["seconds"] >= BUSY and seen["took"] >= BUSY
+    assert seen["ticks_during_work"] >= 1, seen
+    assert seen["pongs_during_work"] >= 1, seen
+
+
+def test_busy_handler_fixed_in_gevent_the_others_get_a_turn_only_about_every_50_pieces(
+        fixed_work_seen, mode):
+    # Each "my ping" needs the server to read its socket; count those answered
+    # while the work ran, against the pieces of work (one socketio.sleep(0) each).
+    seen = fixed_work_seen
+    pieces, pongs = seen["ack"]["rounds"], seen["pongs_during_work"]
+    if mode == "gevent":
+        assert pongs <= pieces / 25 + 2, seen  # about pieces / 50: 16 for 744 here
+    else:
+        assert pongs >= pieces / 10, seen      # about pieces / 3: 211 for 639 in eventlet
+
+
+def test_busy_handler_the_ticker_stops_when_the_last_client_leaves(busy, connect):
+    client = connect(busy)
+    client.wait_for("tick")
+    client.close()
+    wait_until(lambda: not get_json(busy, "/loops")["ticker"]["running"], what="the ticker to stop")
