@@ -43,11 +43,14 @@ RECONNECT_BOUND = 10  # s: a client of a killed backend is back (measured: READM
 class Stack:
     """`lesson run 06` as started by the fixture, with what its stderr says it started."""
 
-    def __init__(self, launcher):
+    def __init__(self, launcher, traps):
         self.launcher = launcher
         self.url = launcher.url
         self.port = launcher.address[1]
-        text = launcher.stderr_text
+        # stderr is read by a thread of its own: its lines may come after the ready line
+        text = wait_until(lambda: launcher.stderr_text if len(re.findall(
+            r"^lesson: trap ", launcher.stderr_text, re.M)) == traps else None,
+            what=f"the {traps} trap lines on the launcher's stderr")
         self.traps = {name: int(port) for name, port in
                       re.findall(r"^lesson: trap (\S+) on http://127\.0\.0\.1:(\d+)/", text, re.M)}
         self.backends = {name: int(pid) for name, pid in
@@ -67,7 +70,7 @@ class Stack:
 def start_stack(mode, *extra_args):
     launcher = LessonServer("06", mode=mode, extra_args=extra_args, fork=False)
     launcher.die_with_parent = True  # a killed pytest takes the stack with it (see stack.py too)
-    return Stack(launcher.start(timeout=60))
+    return Stack(launcher.start(timeout=60), traps=extra_args.count("--trap"))
 
 
 def stop_stack(stack):
