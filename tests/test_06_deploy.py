@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -160,12 +161,14 @@ def polling_session(port, headers=None):
     return json.loads(body[1:])["sid"]
 
 
-def failed_requests(port, count=REQUESTS):
+def failed_requests(port, count=REQUESTS, at_once=1):
     """One session, then ``count`` long-polling POSTs of it (a PONG packet, "3", which
-    every Engine.IO server accepts at any time): how many got 400 Invalid session."""
+    every Engine.IO server accepts at any time), ``at_once`` at a time: how many got
+    400 Invalid session."""
     sid = polling_session(port)
-    answers = [request(port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"3")
-               for _ in range(count)]
+    with ThreadPoolExecutor(at_once) as pool:
+        answers = list(pool.map(lambda _: request(
+            port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"3"), range(count)))
     refused = [body for status, body in answers if status == 400]
     assert all("Invalid session" in body for body in refused), refused
     assert len(refused) + sum(status == 200 for status, _ in answers) == count, answers
@@ -328,13 +331,24 @@ def test_trap_backend_dies_clients_move(stack, clients):
 # --- trap 1: several workers in one gunicorn (its own stack: four more workers) ----
 
 @pytest.mark.stress
+@pytest.mark.parametrize("mode", ["gevent", "threading"])  # no eventlet worker: see below
 def test_trap_workers_invalid_session(mode):
-    if mode == "eventlet":
-        pytest.skip("gunicorn 27 has no eventlet worker: test_eventlet_worker_is_gone")
+    """Which of four workers accepts a connection is the kernel's choice, and it is
+    skewed: a worker that just answered often takes the next one too (measured, 50
+    requests of a session: gevent 12-35 refused one after another, 0-34 eight at a
+    time; threading 0-21 one after another, 17-34 eight at a time). So sessions are
+    tried both ways until one request is refused, at most 10 sessions of 40."""
     workers = start_stack(mode, "--backends", "1", "--trap", "workers")
     try:
-        assert failed_requests(workers.port) == 0
-        assert failed_requests(workers.traps["workers"]) > 0
+        refused = 0
+        for attempt in range(10):
+            refused = failed_requests(workers.traps["workers"], 40, at_once=1 + 7 * (attempt % 2))
+            if refused:
+                break
+        print(f"session {attempt + 1}: {refused} of 40 requests refused")
+        assert refused > 0
+        # one worker per gunicorn, as in the correct site: nothing refused, one way or the other
+        assert failed_requests(workers.port, 40) == failed_requests(workers.port, 40, at_once=8) == 0
     finally:
         stop_stack(workers)
 
