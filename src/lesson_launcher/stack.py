@@ -265,7 +265,10 @@ class Stack:
         else:
             args = [sys.executable, "-m", "gunicorn", "-c", str(self.lesson.path / "gunicorn.conf.py"),
                     "--chdir", str(self.lesson.path), "--bind", f"fd://{sock.fileno()}",
-                    "--workers", str(workers), *worker, *(["--log-level", "info"] if self.debug else []),
+                    "--workers", str(workers), *worker,
+                    # Ctrl-C: the clients' connections ended with nginx; a gthread worker
+                    # would still wait graceful_timeout (5 s) for its pending long-polls
+                    "--graceful-timeout", "1", *(["--log-level", "info"] if self.debug else []),
                     f"app:create_app(async_mode={self.mode!r})"]
             how = f"gunicorn {' '.join(worker)} -w {workers}"
             # gunicorn's graceful SIGTERM: 1.5 s (gevent), 0.5 s (gthread) once nginx is gone.
