@@ -79,7 +79,13 @@ def stop_stack(stack):
     left = [pid for pid in stack.pids if psutil.pid_exists(pid)
             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert not left, f"Ctrl-C left processes of the stack behind: {left}"
-    assert "Traceback" not in stderr, stderr
+    # A client that goes away in the middle of its WebSocket upgrade (a tab of a trap site
+    # that navigates away) makes gunicorn's gevent worker log "Socket error processing
+    # request" with python-engineio's bare OSError (engineio/async_drivers/_websocket_wsgi.py):
+    # noise of a real site, not a failure. Any other traceback is.
+    left = re.sub(r"^.*\[ERROR\] Socket error processing request\.\n(?:(?!\[\d{4}-).*\n)*?OSError\n",
+                  "", stderr, flags=re.M)
+    assert "Traceback" not in left, stderr
 
 
 @pytest.fixture(scope="module")
