@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -381,3 +382,23 @@ def test_missing_program_one_line(variable, package):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"apt-get install {package}" in result.stderr
+
+
+@pytest.mark.parametrize("args,says", [
+    (["run", "01", "--backends", "2"], "--backends and --trap are for lesson 06_deploy only"),
+    (["run", "06", "--backends", "0"], "expected a number of backends from 1 to 16"),
+    (["run", "06", "--trap", "nonsense"], "invalid choice: 'nonsense'"),
+    (["run", "06", "--patch", "none"], "--patch is for the single-server lessons")])
+def test_wrong_command_line_one_line(args, says):
+    result = run_lesson_command(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_port_in_use_one_line():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_lesson_command("run", "06", "--mode", "gevent", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr

@@ -444,6 +444,9 @@ def say(text: str) -> None:
 
 def run(lesson, args) -> int:
     """`lesson run 06 ...`, dispatched here by cli.run_lesson; returns the exit status."""
+    if getattr(args, "patch", "early") != "early":
+        raise StackError("--patch is for the single-server lessons; lesson 06's backends are "
+                         "gunicorn workers, which patch for themselves")
     find_program("nginx", "LESSON_NGINX", "nginx")  # first: a missing one is the only line
     find_program("redis-server", "LESSON_REDIS_SERVER", "redis-server")
     mode = args.mode
