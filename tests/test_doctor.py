@@ -20,7 +20,7 @@ HANDSHAKE_OK = re.compile(r"ok: WebSocket handshake ok \(no socketio client to g
 
 def checks(port):
     return ["python", *[f"mode {mode}" for mode in MODES], "browser client", f"port {port}",
-            "browser for tests", "redis-server"]
+            "browser for tests", "redis-server", "nginx"]
 
 
 def rows_of(stdout) -> dict:

@@ -3,14 +3,22 @@
 Only the standard library is imported until the async mode is chosen and
 patched in; Flask and the lesson come after.
 """
+import argparse
 import importlib.util
 import ipaddress
 import os
 import sys
 from typing import NoReturn
 
-from . import catalog, modes
+from . import catalog, modes, stack
 from .cmdline import Parser, port_number
+
+
+def backend_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"expected a number of backends from 1 to 16, not {text!r}")
+    return int(text)
+
 
 def build_parser() -> Parser:
     parser = Parser(prog="lesson", description="List, run and test the Flask-SocketIO lessons.")
@@ -34,6 +42,10 @@ def build_parser() -> Parser:
                      help="port (default: 5000; 0 picks a free one)")
     run.add_argument("--debug", action="store_true",
                      help="Flask debug mode and request logging (restart by hand after an edit)")
+    run.add_argument("--backends", type=backend_count, metavar="K",
+                     help="lesson 06: how many gunicorn backends behind nginx (default: 2)")
+    run.add_argument("--trap", action="append", choices=("all", *stack.TRAPS),
+                     help="lesson 06: also serve this mistake, on a port of its own (repeatable)")
 
     doctor = commands.add_parser("doctor", help="check what the lessons and tests need on this "
                                                 "machine, with a fix for each problem")
@@ -69,7 +81,7 @@ def main(argv=None) -> int:
             from . import doctor
             return doctor.main(args.port)
         return run_lesson(args)
-    except (catalog.NotFound, modes.ModeUnavailable) as error:
+    except (catalog.NotFound, modes.ModeUnavailable, stack.StackError) as error:
         fail(str(error))
     except ConnectionError as error:  # a lesson's create_app could not reach a service it needs
         fail(str(error))
@@ -137,6 +149,10 @@ def run_tests(pytest_args) -> int:
 
 def run_lesson(args) -> int:
     lesson = catalog.find_lesson(args.lesson)
+    if stack.is_stack_lesson(lesson.path):  # lesson 06: Redis, gunicorn and nginx, not one server
+        return stack.run(lesson, args)
+    if args.backends is not None or args.trap:
+        fail(f"--backends and --trap are for lesson 06_deploy only, not {lesson.name}")
     demo, file = lesson.demo(args.demo)
     label = lesson.name if demo == "app" else f"{lesson.name}/{demo}"
     mode = modes.pick(args.mode)

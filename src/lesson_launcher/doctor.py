@@ -59,7 +59,8 @@ def run_checks(port: int) -> list:
     checks = [("python", check_python, ()),
               *[(f"mode {mode}", check_mode, (mode, client)) for mode in modes.MODES],
               ("browser client", check_vendored_client, ()), (f"port {port}", check_port, (port,)),
-              ("browser for tests", check_browser, ()), ("redis-server", check_redis, ())]
+              ("browser for tests", check_browser, ()), ("redis-server", check_redis, ()),
+              ("nginx", check_nginx, ())]
     # Side by side: the three servers spend most of their second importing.
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(checks)) as pool:
         return list(pool.map(lambda check: run_check(*check), checks))
@@ -338,5 +339,17 @@ def check_redis() -> Row:
     found = shutil.which("redis-server")
     if found:
         return Row("redis-server", OK, found)
-    return Row("redis-server", WARNING, "not found: optional, only lesson 05 needs it",
+    return Row("redis-server", WARNING, "not found: optional, only lessons 05 and 06 need it",
                "`sudo apt-get install redis-server`, or `brew install redis` (macOS)")
+
+
+def check_nginx() -> Row:
+    """Lesson 06 puts nginx in front; Debian installs it in /usr/sbin (stack.find_program)."""
+    from .stack import StackError, find_program
+
+    try:
+        found = find_program("nginx", "LESSON_NGINX", "nginx")
+    except StackError:
+        return Row("nginx", WARNING, "not found: optional, only lesson 06 needs it",
+                   "`sudo apt-get install nginx`, or `brew install nginx` (macOS)")
+    return Row("nginx", OK, found)
