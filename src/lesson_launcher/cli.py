@@ -144,6 +144,13 @@ def run_tests(pytest_args) -> int:
         pytest_args = [arg for arg in pytest_args if arg != "--full"]
     elif not any(arg == "-m" or arg.startswith("-m") for arg in pytest_args):
         command += ["-m", EVERYDAY]
+    # Let Python cache bytecode, even where the environment forbids it (Docker images
+    # often set PYTHONDONTWRITEBYTECODE=1, as this workshop machine does): the suite
+    # starts a hundred Python processes, and without the cache each pytest worker
+    # rewrites and compiles the 30 test modules again, 1.4 CPU-seconds per process
+    # per run (collection: 2.7 s of CPU without the cache, 1.3 s with it). The cache
+    # is __pycache__/, ignored by git.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.execv(sys.executable, command + list(pytest_args))
 
 
