@@ -20,9 +20,11 @@ import atexit
 import os
 import time
 
+from lesson_launcher import forkserver
 from lesson_launcher.process import LessonProcess, NotReady, StopTimeout, die_with_parent
 
 DEFAULT_MODE = "threading"
+MODES = ("eventlet", "gevent", "threading")
 
 running = set()  # the servers this kernel started and has not stopped yet
 
@@ -60,8 +62,13 @@ def start(lesson, demo=None, mode=None, patch=None, **settings):
     # lesson 05's Redis): Linux sends the signal when the *thread* that started the
     # server ends, so start servers from the notebook's cells (the kernel's main
     # thread), not from a thread of your own that may finish first.
+    # Under the test suite ($LESSON_FORKSERVERS set), a server patched first is forked
+    # from the suite's fork server for its mode, as the tests' servers are: the same
+    # launcher code from the command line on, without importing Flask-SocketIO again
+    # (lesson_launcher.forkserver; it kills the server if this kernel dies).
+    fork = forkserver.SHARED in os.environ and patch is None and mode in MODES
     server = LessonServer(lesson, demo, mode, settings, ("--patch", patch) if patch else (),
-                          die_with_parent=die_with_parent() is not None)
+                          fork=fork, die_with_parent=die_with_parent() is not None)
     running.add(server)
     try:
         return server.start()

@@ -6,6 +6,7 @@ executing one is a test of the lesson. They run in ONE async mode, the one named
 LESSON_MODE environment variable (default threading), as a reader's Jupyter would:
 `LESSON_MODE=gevent ./lesson test tests/test_notebooks.py` runs them in gevent.
 """
+import json
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from nbclient.exceptions import CellExecutionError
 
 import cpu_log
 from harness import ROOT
+from lesson_launcher import forkserver
 
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = sorted(path.stem for path in NOTEBOOKS.glob("*.ipynb"))
@@ -118,11 +120,35 @@ def test_the_clear_command_clears_outputs_and_execution_counts_and_changes_nothi
 
 # --- no orphan servers ------------------------------------------------------------------
 
-def start_kernel_with_a_server():
+# A reader's notebook starts `lesson run` processes; under the suite ($LESSON_FORKSERVERS)
+# they are forked from the suite's fork servers (notebooks/lesson_server.py). Both ways
+# must leave no server behind.
+STARTS = {"a real process": False, "forked": True}
+
+
+def environment(forked):
+    env = {**os.environ, "LESSON_MODE": MODE}
+    if not forked:
+        env.pop(forkserver.SHARED, None)
+    else:  # the suite's (conftest.py), or with -n 0 this process's own
+        env[forkserver.SHARED] = json.dumps({MODE: forkserver.server_for(MODE)})
+    return env
+
+
+def started_by(server, parent, forked):
+    """The server runs, as the child of ``parent`` or, forked, of a fork server."""
+    assert server.is_running()
+    if forked:
+        assert "lesson_launcher.forkserver" in psutil.Process(server.ppid()).cmdline()
+    else:
+        assert server.ppid() == parent.pid
+
+
+def start_kernel_with_a_server(forked):
     """A kernel (in notebooks/, as Jupyter starts it) that has started lesson 01;
     returns the kernel's manager and process, and the server's process."""
     manager, client = start_new_kernel(kernel_name="python3", cwd=str(NOTEBOOKS),
-                                       env={**os.environ, "LESSON_MODE": MODE})
+                                       env=environment(forked))
     printed = []
     reply = client.execute_interactive(
         "import lesson_server\nprint(lesson_server.start('01').pid)", timeout=CELL_TIMEOUT,
@@ -131,7 +157,7 @@ def start_kernel_with_a_server():
     assert reply["content"]["status"] == "ok", reply["content"]
     kernel = manager.provisioner.process
     server = psutil.Process(int("".join(printed)))
-    assert server.is_running() and server.ppid() == kernel.pid
+    started_by(server, kernel, forked)
     return manager, kernel, server
 
 
@@ -160,11 +186,12 @@ def kill_if_left(server):
         server.kill()
 
 
-def test_a_python_process_that_exits_stops_its_servers_at_exit():
+@pytest.mark.parametrize("forked", STARTS.values(), ids=STARTS)
+def test_a_python_process_that_exits_stops_its_servers_at_exit(forked):
     script = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=NOTEBOOKS, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                              env=environment(forked), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     server = psutil.Process(int(script.stdout.readline()))
-    assert server.is_running()
+    started_by(server, script, forked)
     try:
         script.stdin.close()
 
@@ -174,8 +201,9 @@ def test_a_python_process_that_exits_stops_its_servers_at_exit():
         kill_if_left(server)
 
 
-def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself():
-    manager, kernel, server = start_kernel_with_a_server()
+@pytest.mark.parametrize("forked", STARTS.values(), ids=STARTS)
+def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself(forked):
+    manager, kernel, server = start_kernel_with_a_server(forked)
     try:
         manager.shutdown_kernel()  # Jupyter's "Shut Down Kernel", and nbclient's at the end
 
@@ -187,8 +215,9 @@ def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself():
         kill_if_left(server)
 
 
-def test_a_kernel_killed_with_sigkill_takes_its_servers_with_it():
-    manager, kernel, server = start_kernel_with_a_server()
+@pytest.mark.parametrize("forked", STARTS.values(), ids=STARTS)
+def test_a_kernel_killed_with_sigkill_takes_its_servers_with_it(forked):
+    manager, kernel, server = start_kernel_with_a_server(forked)
     try:
         kernel.kill()  # SIGKILL to the kernel alone: no atexit, no cleanup of any kind
 

@@ -17,8 +17,10 @@ The fork server's own loop must never start an event loop: a child would inherit
 its state. So it keeps the blocking originals of the few functions it uses, taken
 before the mode's patching replaces them, and forks from a single thread.
 Lessons are never imported here, only libraries, so an edited lesson is read anew.
-tests/harness.py uses it; ``lesson run`` itself, the notebooks and the benchmark
-start real processes.
+tests/harness.py uses it, and so do the notebooks when the test suite runs them
+(notebooks/lesson_server.py); ``lesson run`` itself, a reader's notebook and the
+benchmark start real processes. A child is killed when the process that asked for it
+closes its connection: has exited, or was killed.
 """
 import _thread
 import array
@@ -73,7 +75,9 @@ def serve(mode: str, path: str) -> None:
     children = {}   # pid -> the connection that asked for it (it gets the exit status)
     stdin = sys.stdin.fileno()  # the client holds the other end: EOF when it is gone
     while True:
-        readable, _, _ = BLOCKING["select"]([listener, wake_read, stdin] + waiting, [], [])
+        asking = {connection: pid for pid, connection in children.items() if connection}
+        readable, _, _ = BLOCKING["select"]([listener, wake_read, stdin] + waiting + list(asking),
+                                            [], [])
         if stdin in readable and not BLOCKING["read"](stdin, 1):
             os._exit(0)  # the children get SIGKILL with us (PR_SET_PDEATHSIG)
         if wake_read in readable:
@@ -84,6 +88,15 @@ def serve(mode: str, path: str) -> None:
             # `socket` class, which the patching has made cooperative.
             fd, _ = listener._accept()
             waiting.append(BLOCKING["socket"](fileno=fd))
+        for connection, pid in asking.items():
+            if connection not in readable or children.get(pid) is not connection:
+                continue  # (or reaped above: its pid may be anyone's now)
+            # The process that asked for this child has closed its end (it sends nothing
+            # else): it has gone, maybe killed (a notebook's kernel, by SIGKILL). The child
+            # goes with it, as a `lesson run` started with PR_SET_PDEATHSIG would.
+            children[pid] = None  # reap() then tells nobody
+            connection.close()
+            os.kill(pid, signal.SIGKILL)
         for connection in [c for c in waiting if c in readable]:
             waiting.remove(connection)
             try:
@@ -95,7 +108,7 @@ def serve(mode: str, path: str) -> None:
             pid = BLOCKING["fork"]()
             if pid == 0:
                 run_child(request, fds, [listener, connection, *waiting,
-                                         *children.values()], (wake_read, wake_write))
+                                         *filter(None, children.values())], (wake_read, wake_write))
             for fd in fds:
                 BLOCKING["close"](fd)
             children[pid] = connection
