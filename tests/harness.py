@@ -6,8 +6,6 @@ deadline, and a failed wait says what did arrive.
 """
 import http.client
 import os
-import random
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +20,7 @@ import socketio
 import cpu_log
 
 from lesson_launcher.process import (START_TIMEOUT, STOP_TIMEOUT, LessonProcess, NotReady,
-                                     StopTimeout, lesson_command)
+                                     StopTimeout, free_port, lesson_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("eventlet", "gevent", "threading")
@@ -72,28 +70,6 @@ def http_request(url, *, data=None, headers=None, timeout=EVENT_TIMEOUT) -> Repl
         return Reply(response.status, response.headers, response.read().decode(errors="replace"))
     finally:
         connection.close()
-
-
-def free_port() -> int:
-    """A port nobody listens on now (for a setting that must name a port in advance).
-
-    Taken below the kernel's range of ephemeral ports: the kernel hands those to
-    every outgoing connection and to every server bound to port 0, so one of them
-    could take the port before the server that was told to use it starts (it
-    happened in CI: cross_origin's "already in use")."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-            first_ephemeral = int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):  # not Linux
-        first_ephemeral = 32768
-    while True:
-        port = random.randrange(10000, max(first_ephemeral, 10001))
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:  # in use: try another
-                continue
-        return port
 
 
 def start_all(servers):

@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +43,31 @@ def lesson_command() -> list:
     """The real launcher: the ``lesson`` console script installed beside this Python."""
     script = shutil.which("lesson", path=str(Path(sys.executable).parent))
     return [script] if script else [sys.executable, "-m", "lesson_launcher.cli"]
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a setting that must name a port in advance).
+
+    Taken below the kernel's range of ephemeral ports: the kernel hands those to
+    every outgoing connection and to every server bound to port 0, so one of them
+    could take the port before the server that was told to use it starts (it
+    happened in CI: cross_origin's "already in use"). Lesson 06's stack uses it for nginx
+    and the backends, the tests for settings that name a port."""
+    import random
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            first_ephemeral = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux
+        first_ephemeral = 32768
+    while True:
+        port = random.randrange(10000, max(first_ephemeral, 10001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use: try another
+                continue
+        return port
 
 
 class ServerProcess:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .process import free_port
+
 STACK_FILES = ("gunicorn.conf.py", "nginx.conf")
 # name -> what is wrong with it (the README explains each one)
 TRAPS = {
@@ -90,25 +92,6 @@ def find_program(name: str, variable: str, package: str) -> str:
 
 def install_hint(package: str) -> str:
     return f"`sudo apt-get install {package}` (Debian/Ubuntu), `brew install {package.split('-')[0]}` (macOS)"
-
-
-def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range (as tests/harness.py's):
-    an ephemeral one could be taken by an outgoing connection before nginx binds it."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
-            first_ephemeral = int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        first_ephemeral = 32768
-    import random
-    while True:
-        port = random.randrange(10000, max(first_ephemeral, 10001))
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def port_is_free(host: str, port: int) -> bool:
