@@ -16,9 +16,10 @@ import time
 import nbformat
 import psutil
 import pytest
-from jupyter_client.manager import start_new_kernel
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from traitlets.config import Config
 
 import cpu_log
 from harness import ROOT
@@ -38,11 +39,23 @@ CLEAR_COMMAND = (
     """[nbformat.write(nb, p) for p, nb in notebooks.items()]\"""")
 
 
+def kernel_channels(folder) -> dict:
+    """A kernel's settings for channels that are Unix sockets in ``folder``, not TCP ports.
+
+    Over TCP, jupyter_client picks five free ports, closes them and lets the kernel bind
+    them; in that gap a lesson server or a connection elsewhere in the suite can take one
+    (CI, 3.12: "Kernel died before replying to kernel_info", zmq's "Address already in
+    use"). The sockets are named ``{ip}-1`` ... ``{ip}-5``, numbered from the files that
+    exist, so each kernel gets a folder of its own (a relative ``ip``, the default, would be
+    read from the kernel's working folder by the kernel and from ours by the client)."""
+    return {"transport": "ipc", "ip": str(folder / "kernel")}
+
+
 def read(name):
     return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
 
 
-def execute(name):
+def execute(name, folder):
     """Run the notebook in a new kernel, in MODE; returns it with its outputs.
 
     The kernelspec "python3" says `python -m ipykernel_launcher`, and jupyter_client
@@ -53,7 +66,8 @@ def execute(name):
     notebook.cells.append(nbformat.v4.new_code_cell(
         f"import sys\nassert sys.executable == {sys.executable!r}, sys.executable"))
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+                            resources={"metadata": {"path": str(NOTEBOOKS)}},
+                            config=Config(KernelManager=kernel_channels(folder)))
     before = cpu_log.children_seconds()
     try:
         client.execute(env={**os.environ, "LESSON_MODE": MODE})
@@ -74,8 +88,8 @@ def plots_in(notebook):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_notebook_runs_top_to_bottom_in_a_fresh_kernel_and_its_plots_render(name):
-    notebook = execute(name)
+def test_the_notebook_runs_top_to_bottom_in_a_fresh_kernel_and_its_plots_render(name, tmp_path):
+    notebook = execute(name, tmp_path)
 
     plots = plots_in(notebook)
     assert len(plots) >= PLOTS.get(name, 0), f"{name} should draw {PLOTS[name]} plots"
@@ -144,11 +158,14 @@ def started_by(server, parent, forked):
         assert server.ppid() == parent.pid
 
 
-def start_kernel_with_a_server(forked):
+def start_kernel_with_a_server(forked, folder):
     """A kernel (in notebooks/, as Jupyter starts it) that has started lesson 01;
     returns the kernel's manager and process, and the server's process."""
-    manager, client = start_new_kernel(kernel_name="python3", cwd=str(NOTEBOOKS),
-                                       env=environment(forked))
+    manager = KernelManager(kernel_name="python3", **kernel_channels(folder))
+    manager.start_kernel(cwd=str(NOTEBOOKS), env=environment(forked))
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=CELL_TIMEOUT)
     printed = []
     reply = client.execute_interactive(
         "import lesson_server\nprint(lesson_server.start('01').pid)", timeout=CELL_TIMEOUT,
@@ -202,8 +219,8 @@ def test_a_python_process_that_exits_stops_its_servers_at_exit(forked):
 
 
 @pytest.mark.parametrize("forked", STARTS.values(), ids=STARTS)
-def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself(forked):
-    manager, kernel, server = start_kernel_with_a_server(forked)
+def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself(forked, tmp_path):
+    manager, kernel, server = start_kernel_with_a_server(forked, tmp_path)
     try:
         manager.shutdown_kernel()  # Jupyter's "Shut Down Kernel", and nbclient's at the end
 
@@ -216,8 +233,8 @@ def test_a_kernel_that_shuts_down_stops_its_servers_and_exits_by_itself(forked):
 
 
 @pytest.mark.parametrize("forked", STARTS.values(), ids=STARTS)
-def test_a_kernel_killed_with_sigkill_takes_its_servers_with_it(forked):
-    manager, kernel, server = start_kernel_with_a_server(forked)
+def test_a_kernel_killed_with_sigkill_takes_its_servers_with_it(forked, tmp_path):
+    manager, kernel, server = start_kernel_with_a_server(forked, tmp_path)
     try:
         kernel.kill()  # SIGKILL to the kernel alone: no atexit, no cleanup of any kind
 
