@@ -24,7 +24,6 @@ from lesson_launcher import forkserver
 from lesson_launcher.process import LessonProcess, NotReady, StopTimeout, die_with_parent
 
 DEFAULT_MODE = "threading"
-MODES = ("eventlet", "gevent", "threading")
 
 running = set()  # the servers this kernel started and has not stopped yet
 
@@ -66,9 +65,9 @@ def start(lesson, demo=None, mode=None, patch=None, **settings):
     # from the suite's fork server for its mode, as the tests' servers are: the same
     # launcher code from the command line on, without importing Flask-SocketIO again
     # (lesson_launcher.forkserver; it kills the server if this kernel dies).
-    fork = forkserver.SHARED in os.environ and patch is None and mode in MODES
     server = LessonServer(lesson, demo, mode, settings, ("--patch", patch) if patch else (),
-                          fork=fork, die_with_parent=die_with_parent() is not None)
+                          fork=forkserver.SHARED in os.environ,
+                          die_with_parent=die_with_parent() is not None)
     running.add(server)
     try:
         return server.start()

@@ -19,22 +19,52 @@ import socketio
 
 import cpu_log
 
+from lesson_launcher import forkserver
 from lesson_launcher.process import (START_TIMEOUT, STOP_TIMEOUT, LessonProcess, NotReady,
                                      StopTimeout, free_port, lesson_command)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("eventlet", "gevent", "threading")
 EVENT_TIMEOUT = 5   # default bound for waiting on one event
+FORK = os.environ.get("LESSON_FORK", "1") != "0"  # lessons and commands from fork servers
 
 
-def run_lesson_command(*args, env=None, timeout=30) -> subprocess.CompletedProcess:
-    """Run ``lesson ARGS`` to completion (for commands that exit by themselves)."""
-    before = cpu_log.children_seconds()
+def run_lesson_command(*args, env=None, timeout=30, fork=None) -> subprocess.CompletedProcess:
+    """Run ``lesson ARGS`` to completion (for commands that exit by themselves), with
+    stdin empty, stdout and stderr captured.
+
+    Forked, as lesson servers are, from the fork server that can run these arguments
+    as a new process would (forkserver.mode_for): cli.main(ARGS), without the 0.1-0.9 s
+    of CPU an interpreter start and its imports cost. A new process of the installed
+    ``lesson`` script when ``fork=False``, with LESSON_FORK=0, or when the arguments or
+    ``env`` need one."""
+    mode = forkserver.mode_for(args, env) if (FORK if fork is None else fork) else None
+    if mode is None:
+        before = cpu_log.children_seconds()
+        try:
+            return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
+                                  timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        finally:
+            cpu_log.record("lesson commands", cpu_log.children_seconds() - before)
+    child = forkserver.spawn(mode, args, os.environ if env is None else env)
+    output = {}
+
+    def read(name):
+        output[name] = getattr(child, name).read()
+
+    readers = [threading.Thread(target=read, args=(name,)) for name in ("stdout", "stderr")]
+    for reader in readers:
+        reader.start()
     try:
-        return subprocess.run(lesson_command() + list(args), capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        status = child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise
     finally:
-        cpu_log.record("lesson commands", cpu_log.children_seconds() - before)
+        for reader in readers:
+            reader.join(STOP_TIMEOUT)
+    cpu_log.record("lesson commands", child.cpu_seconds or 0.0)
+    return subprocess.CompletedProcess(["lesson", *args], status, output["stdout"], output["stderr"])
 
 
 def wait_until(condition, timeout=EVENT_TIMEOUT, what="the condition"):
@@ -101,16 +131,13 @@ class LessonServer(LessonProcess):
 
     Forked from the mode's fork server (lesson_launcher.forkserver: the launcher's
     code path from the command line on, at a tenth of the CPU), unless
-    ``fork=False``, LESSON_FORK=0 in the environment, ``--mode auto`` (which mode
-    to fork from is the launcher's choice to prove), or ``--patch`` (a demo that
-    chooses its own monkey patching needs a fresh interpreter)."""
+    ``fork=False``, LESSON_FORK=0 in the environment, or the arguments need a new
+    process (forkserver.mode_for: ``--mode auto``, ``--patch``)."""
 
     def __init__(self, lesson, demo=None, mode="threading", settings=None, extra_args=(),
                  fork=None):
-        if fork is None:
-            fork = (os.environ.get("LESSON_FORK", "1") != "0" and mode in MODES
-                    and "--patch" not in extra_args)
-        super().__init__(lesson, demo, mode, settings, extra_args, fork=fork)
+        super().__init__(lesson, demo, mode, settings, extra_args,
+                         fork=FORK if fork is None else fork)
 
     def start(self, timeout=START_TIMEOUT):
         try:

@@ -1,9 +1,13 @@
 """The test client itself: what the lesson tests take for granted about it."""
+import os
 import random
 import threading
 import time
 
-from harness import InOrderEngineIOClient
+import pytest
+
+from harness import InOrderEngineIOClient, run_lesson_command
+from lesson_launcher import forkserver
 
 
 def test_received_messages_are_handled_in_arrival_order_even_when_handlers_are_slow():
@@ -25,3 +29,38 @@ def test_received_messages_are_handled_in_arrival_order_even_when_handlers_are_s
 
     assert done.wait(5), f"only {len(handled)} of 50 messages handled"
     assert handled == list(range(50))
+
+
+# --- which lesson commands a fork server runs (lesson_launcher.forkserver.mode_for) ---
+
+@pytest.mark.parametrize("argv, env, expected", [
+    (["run", "01", "--mode", "gevent", "--port", "0"], None, "gevent"),
+    (["run", "01", "--mode=eventlet"], None, "eventlet"),
+    (["list"], None, "threading"),                       # patches nothing: the unpatched server
+    (["run", "01", "--mode", "auto"], None, None),       # the launcher's own pick is the point
+    (["run", "01", "--mode", "tornado"], None, None),    # no such server: the launcher says so
+    (["run", "03", "monkey_patch", "--mode", "gevent", "--patch", "late"], None, None),
+    (["doctor"], {"PYTHONPATH": "/elsewhere"}, None),    # read when an interpreter starts
+    (["run", "05", "--mode", "gevent"], {"FLASK_MESSAGE_QUEUE": "redis://"}, "gevent"),
+], ids=["mode", "mode=", "no mode", "auto", "unknown mode", "patch", "PYTHONPATH", "FLASK_ setting"])
+def test_a_command_is_forked_only_where_a_new_process_would_behave_the_same(argv, env, expected):
+    if env is not None:
+        env = {**os.environ, **env}
+
+    assert forkserver.mode_for(argv, env) == expected
+
+
+def test_a_forked_command_gives_its_output_and_exit_status():
+    result = run_lesson_command("list", "99")  # forked: no mode named, no PYTHON* change
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("lesson: no lesson '99'")
+
+
+def test_the_fork_server_tells_a_childs_exit_status_and_cpu_time():
+    child = forkserver.spawn("threading", ["list", "01"], dict(os.environ))
+    stdout = child.stdout.read()
+
+    assert child.wait(10) == 0
+    assert stdout.startswith("app ")
+    assert isinstance(child.cpu_seconds, float)  # (from wait4: may be 0.0 for so short a life)

@@ -25,7 +25,7 @@ def readme_heading(folder):
 # --- lesson list ----------------------------------------------------------------
 
 def test_list_prints_each_lesson_folder_with_its_one_line_description():
-    result = run_lesson_command("list")
+    result = run_lesson_command("list", fork=False)  # the installed `lesson` script, started anew
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -194,7 +194,10 @@ def test_lesson_test_with_a_lesson_runs_that_lessons_tests_alone_in_every_mode()
 
 def test_lesson_test_caches_bytecode_even_where_the_environment_forbids_it(tmp_path):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(tmp_path)}
+    # (--noconftest: the suite's conftest imports the browser's and the lessons' libraries,
+    # and every module imported is compiled afresh under the empty prefix: 4 CPU-s, not 1.4)
     result = run_lesson_command("test", "tests/test_harness.py", "--collect-only", "-q", "-n", "0",
+                                "--noconftest",
                                 env=env)
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -31,12 +31,15 @@ import signal
 import socket
 import sys
 
+from .modes import MODES  # (modes imports only importlib.util and sys: nothing patched)
+
 # Taken before any patching (this module imports nothing that patches).
 # gevent replaces os.close, os.fork and os.waitpid, eventlet os.read and os.waitpid:
 # their versions wait for an event loop that must not run here (a closed file
-# descriptor stayed open in gevent, found by a test whose pipe never closed).
+# descriptor stayed open in gevent, found by a test whose pipe never closed). wait4 is
+# waitpid with the child's resource usage: its CPU time goes back to whoever asked.
 BLOCKING = {"socket": socket.socket, "select": select.select, "fork": os.fork,
-            "waitpid": os.waitpid, "signal": signal.signal, "close": os.close, "read": os.read}
+            "wait4": os.wait4, "signal": signal.signal, "close": os.close, "read": os.read}
 
 PRELOAD = {
     "common": ("flask", "flask_socketio", "socketio", "engineio", "jinja2", "simple_websocket",
@@ -130,14 +133,15 @@ def receive(connection) -> tuple:
 def reap(children: dict) -> None:
     while children:
         try:
-            pid, status = BLOCKING["waitpid"](-1, os.WNOHANG)
+            pid, status, usage = BLOCKING["wait4"](-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         connection = children.pop(pid, None)
         if connection is not None:
-            send(connection, {"exit": os.waitstatus_to_exitcode(status)})
+            send(connection, {"exit": os.waitstatus_to_exitcode(status),
+                              "cpu": usage.ru_utime + usage.ru_stime})
             connection.close()
 
 
@@ -298,6 +302,7 @@ class Child:
 
         self.pid, self.stdout, self.stderr = pid, stdout, stderr
         self.returncode = None
+        self.cpu_seconds = None  # user + system, known once it has exited
         self._connection = connection
         self._lock = threading.Lock()
 
@@ -306,7 +311,8 @@ class Child:
             if self.returncode is None:
                 self._connection.settimeout(timeout)
                 message = self._connection.recv(4096)  # socket.timeout when still running
-                self.returncode = json.loads(message)["exit"] if message else -signal.SIGKILL
+                ended = json.loads(message) if message else {"exit": -signal.SIGKILL}
+                self.returncode, self.cpu_seconds = ended["exit"], ended.get("cpu")
                 self._connection.close()
             return self.returncode
 
@@ -330,6 +336,32 @@ class Child:
 
     def kill(self):
         self.send_signal(signal.SIGKILL)
+
+
+def mode_for(argv, env=None):
+    """The async mode of the fork server that runs ``lesson ARGV`` as a new process would,
+    or None when only a new process will do.
+
+    A forked child runs cli.main(ARGV) in an interpreter that has started already and has
+    patched for its server's mode. So: the mode that ``--mode`` names; none for ``--mode
+    auto`` (which mode the launcher picks, and patches for, is what such a command shows),
+    none for ``--patch`` (it chooses when to patch: a fresh interpreter), and none when
+    ``env`` sets a PYTHON* variable to other than this process has (PYTHONPATH...: read
+    once, when an interpreter starts). A command that names no mode lists, checks or
+    fails before any patching: threading's server, which has patched nothing."""
+    argv = list(argv)
+    named = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--mode"]
+    named += [arg.partition("=")[2] for arg in argv if arg.startswith("--mode=")]
+    if any(arg == "--patch" or arg.startswith("--patch=") for arg in argv):
+        return None
+    if env is not None and interpreter_settings(env) != interpreter_settings(os.environ):
+        return None
+    mode = named[-1] if named else "threading"
+    return mode if mode in MODES else None
+
+
+def interpreter_settings(environ) -> dict:
+    return {name: value for name, value in environ.items() if name.startswith("PYTHON")}
 
 
 def spawn(mode: str, argv: list, env: dict) -> Child:
