@@ -25,6 +25,7 @@ test file on sys.path, as pyproject's pythonpath = ["tests"] does for harness.
 import http.client
 import json
 import threading
+import time
 from urllib.parse import urlsplit
 
 import socketio
@@ -33,6 +34,7 @@ from harness import EVENT_TIMEOUT, http_request, start_all, wait_until
 
 NS, FIXED = "/test_conn", "/test_conn_fixed"
 PUSH = 0.1          # FLASK_PUSH_INTERVAL of blocking_connect and emit_outside_context
+PACE = 0.005        # between a Pinger's pings, by default: ~100 a second at most, and little CPU
 
 
 # --- servers, requests, pages -------------------------------------------------------
@@ -73,6 +75,41 @@ def side_by_side(in_thread, here, timeout):
         raise result["error"]
     assert "value" in result, f"{in_thread} did not finish within {timeout} s"
     return result["value"], value_here
+
+
+class Pinger:
+    """Another client's view of a server that one client keeps busy: a thread sends
+    "my ping" on ``client`` every ``pace`` seconds (0: non-stop) and records each round
+    trip, [(sent, back)] in ``pongs``, from ``with Pinger(...)`` until the block ends; it
+    stops at the first ping unanswered within ``timeout`` (a deadlocked server never
+    answers). Pinging non-stop answers hundreds more and cost the monkey_patch demo's
+    tests 6 CPU-seconds more, for the same verdicts; busy_handler's gevent test counts
+    pongs per piece of work, and needs them all."""
+
+    def __init__(self, client, namespace, timeout, pace=PACE):
+        self.client, self.namespace, self.timeout, self.pace = client, namespace, timeout, pace
+        self.pongs = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.ping_at_a_pace)
+
+    def ping_at_a_pace(self):
+        while not self.stopping.is_set():
+            sent = time.monotonic()
+            try:
+                self.client.call("my ping", namespace=self.namespace, timeout=self.timeout)
+            except Exception:  # noqa: BLE001 -- no answer in time: stop asking
+                return
+            self.pongs.append((sent, time.monotonic()))
+            if self.pace:
+                self.stopping.wait(self.pace)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stopping.set()
+        self.thread.join(self.timeout + EVENT_TIMEOUT)
 
 
 def get_json(server, path):

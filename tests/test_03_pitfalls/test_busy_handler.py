@@ -4,14 +4,13 @@ yielding": every other client freezes in eventlet and gevent but not in
 threading, and the fix, socketio.sleep(0), keeps serving everyone (in gevent,
 giving the others a turn only about every 50 pieces).
 """
-import threading
 import time
 
 import pytest
 from playwright.sync_api import expect
 
 from harness import EVENT_TIMEOUT, RecordingClient, wait_until
-from scenes import FIXED, NS, get_json, handled, timeline_of
+from scenes import FIXED, NS, Pinger, get_json, handled, timeline_of
 
 BUSY = 0.6          # FLASK_BUSY_SECONDS of busy_handler
 TICK = 0.05         # FLASK_PUSH_INTERVAL of busy_handler
@@ -23,28 +22,20 @@ def busy(serve):
 
 
 def watch_while_working(server, namespace, work):
-    """A python-socketio client pings non-stop and records the ticks while ``work()``
-    (done by another client) runs; returns what it saw, with work()'s acknowledgement."""
+    """A python-socketio client pings non-stop (scenes.Pinger) and records the ticks
+    while ``work()`` (done by another client) runs; returns what it saw, with work()'s
+    acknowledgement."""
     watcher = RecordingClient(server.url, (namespace,)).connect()
     try:
         watcher.wait_for("tick", 2, namespace=namespace)
-        stop, pongs = threading.Event(), []
-
-        def ping_non_stop():
-            while not stop.is_set():
-                sent = time.monotonic()
-                watcher.call("my ping", namespace=namespace)
-                pongs.append((sent, time.monotonic()))
-
-        pinger = threading.Thread(target=ping_non_stop)
         started = time.monotonic()
-        pinger.start()
-        try:
-            ack = work()
-        finally:
-            answered = time.monotonic()
-            stop.set()
-            pinger.join(EVENT_TIMEOUT)
+        # non-stop: the gevent test compares the pongs with the pieces of work
+        with Pinger(watcher, namespace, timeout=BUSY + EVENT_TIMEOUT, pace=0) as pinger:
+            try:
+                ack = work()
+            finally:
+                answered = time.monotonic()
+        pongs = pinger.pongs
         # One more tick, so that the gap the work made (if any) is over.
         watcher.wait_for("tick", len(watcher.events("tick", namespace)) + 1, namespace=namespace)
     finally:

@@ -5,7 +5,7 @@ mode, with python-socketio clients and in Chromium.
 
 Per mode, one server per patching choice (eventlet and gevent: none, late, early;
 threading: early, as it has nothing to patch), started side by side. The freeze is
-measured as in busy_handler, at a pace: another client pings every PACE seconds while
+measured as in busy_handler, at a pace: another client pings every 5 ms (scenes.Pinger) while
 one client's handler blocks for FLASK_BLOCK_SECONDS, and the test counts the pongs that
 came back while the server waited (by the server's clock, in the acknowledgement),
 leaving out the first quarter of the wait (a pong already on its way when the wait
@@ -24,10 +24,10 @@ from playwright.sync_api import expect
 from harness import (EVENT_TIMEOUT, LessonServer, RecordingClient, http_request, run_lesson_command,
                      start_all, wait_until)
 from lesson_launcher.serve import READY_LINE
+from scenes import Pinger
 
 NS, FIXED = "/test_conn", "/test_conn_fixed"
 BLOCK = 0.4   # FLASK_BLOCK_SECONDS
-PACE = 0.005  # between the watcher's pings: up to 60 in the 0.3 s counted, and little CPU
 WAYS = ("time.sleep", "sleep", "socket", "requests")  # each blocks in the standard library
 PATCHINGS = {"eventlet": ("none", "late", "early"), "gevent": ("none", "late", "early"),
              "threading": ("early",)}
@@ -53,36 +53,21 @@ def servers(mode):
 
 
 def pings_while(server, action, namespace=NS, then=None):
-    """A python-socketio client pings every PACE seconds while ``action()`` (another client's
-    doing) runs: the round trips [(sent, back)], with action()'s result. ``then(result)``
+    """A python-socketio client pings at a pace (scenes.Pinger) while ``action()`` (another
+    client's doing) runs: the round trips [(sent, back)], with action()'s result. ``then(result)``
     runs before the pinging client leaves (to stop a deadlocked server first: a client
     leaving a server that can no longer answer waits for it)."""
     watcher = RecordingClient(server.url, (namespace,)).connect()
-    stop, pongs = threading.Event(), []
-
-    def ping_non_stop():
-        while not stop.is_set():
-            sent = time.monotonic()
-            try:
-                watcher.call("my ping", namespace=namespace, timeout=BLOCK * 4)
-            except Exception:  # noqa: BLE001 -- a deadlocked server never answers: stop asking
-                return
-            pongs.append((sent, time.monotonic()))
-            stop.wait(PACE)
-
-    pinger = threading.Thread(target=ping_non_stop)
-    pinger.start()
     result = None
     try:
-        wait_until(lambda: len(pongs) >= 3, what="pongs before the wait")
-        result = action()
+        with Pinger(watcher, namespace, timeout=BLOCK * 4) as pinger:
+            wait_until(lambda: len(pinger.pongs) >= 3, what="pongs before the wait")
+            result = action()
     finally:
-        stop.set()
-        pinger.join(BLOCK * 4 + EVENT_TIMEOUT)
         if then:
             then(result)
         watcher.close()
-    return pongs, result
+    return pinger.pongs, result
 
 
 def answered_during(pongs, started, ended):
