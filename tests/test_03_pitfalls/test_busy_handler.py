@@ -87,10 +87,22 @@ def busy_page(busy, tabs):
 
 
 def read_work(page):
-    """What a busy_handler page says once its "work" is acknowledged."""
-    return page.evaluate("({during: window.ticksDuringWork, longest: window.longestSilence, "
-                         "saidSilent: window.saidSilent === true, "
-                         "explain: document.getElementById('explain').textContent})")
+    """What a busy_handler page says once its "work" is acknowledged, with the ack's rounds."""
+    [ack] = [e["data"] for e in handled(timeline_of(page), "work")]
+    return {"rounds": ack["rounds"], **page.evaluate(
+        "({during: window.ticksDuringWork, longest: window.longestSilence, "
+        "saidSilent: window.saidSilent === true, "
+        "explain: document.getElementById('explain').textContent})")}
+
+
+def turns_at_least(mode, pieces):
+    """How many turns (ticks sent, pings answered) the others get at least while the fixed
+    work runs. eventlet and threading: some, whatever the load. gevent: its hub looks at
+    the sockets and timers once every 50 pieces (README), so the turns follow the pieces
+    done, about 744 in 0.6 s on an idle machine (14-16 turns), but under a suite's load 49
+    were seen (a starved server: 12 ms a piece), and then no turn at all is gevent's right
+    answer. Half of pieces / 50, rounded down."""
+    return pieces // 100 if mode == "gevent" else 1
 
 
 def test_busy_handler_freezes_every_other_client_in_eventlet_and_gevent_but_not_in_threading(
@@ -122,11 +134,14 @@ def test_busy_handler_page_goes_silent_while_it_works_in_eventlet_and_gevent_onl
 
 
 @pytest.mark.browser
-def test_busy_handler_fixed_page_gets_ticks_while_its_work_runs_in_every_mode(busy_page):
+def test_busy_handler_fixed_page_gets_ticks_while_its_work_runs_in_every_mode(busy_page, mode):
     seen = busy_page["fixed_page"]
 
-    assert seen["during"] >= 1, seen
-    assert "the other clients were served meanwhile" in seen["explain"], seen
+    assert seen["during"] >= turns_at_least(mode, seen["rounds"]), seen
+    if seen["during"]:
+        assert "the other clients were served meanwhile" in seen["explain"], seen
+    else:  # gevent, starved of CPU (turns_at_least): the page says what happened
+        assert "the server sent no tick at all" in seen["explain"], seen
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +156,11 @@ def fixed_work_seen(busy):
 
 
 def test_busy_handler_fixed_with_socketio_sleep_0_keeps_serving_everyone_in_every_mode(
-        fixed_work_seen):
+        fixed_work_seen, mode):
     seen = fixed_work_seen
     assert seen["ack"]["seconds"] >= BUSY and seen["took"] >= BUSY
-    assert seen["ticks_during_work"] >= 1, seen
-    assert seen["pongs_during_work"] >= 1, seen
+    assert seen["ticks_during_work"] >= turns_at_least(mode, seen["ack"]["rounds"]), seen
+    assert seen["pongs_during_work"] >= turns_at_least(mode, seen["ack"]["rounds"]), seen
 
 
 def test_busy_handler_fixed_in_gevent_the_others_get_a_turn_only_about_every_50_pieces(
