@@ -196,11 +196,11 @@ class LessonProcess(ServerProcess):
                 *extra_args]
         env = {**os.environ, **{f"FLASK_{name}": str(value)
                                 for name, value in (settings or {}).items()}}
-        # fork=True: from the fork server that can run these arguments as a new process
-        # would (forkserver.mode_for), if there is one; else a new process all the same.
-        from . import forkserver
+        fork_mode = None
+        if fork:  # from the fork server that can run these arguments as a new process
+            from . import forkserver  # would, if there is one; else a new process all the same
 
-        fork_mode = forkserver.mode_for(args) if fork else None
+            fork_mode = forkserver.mode_for(args)
         super().__init__(lesson_command() + args, env=env, name=f"lesson {' '.join(args)}",
                          die_with_parent=die_with_parent,
                          fork=(fork_mode, args) if fork_mode else None)
