@@ -247,9 +247,14 @@ def watch_pages_while_looping(servers, tabs):
     seen["websocket"]["loop_running"] = loops_of(other)[before["websocket"]]["running"]
 
     # The page's button lets the handlers return.
-    for name, tab in (("default", default), ("websocket", websocket)):
+    for name, tab, server in (("default", default, blocking), ("websocket", websocket, other)):
         tab.click("#stop-loops")
-        expect(tab.locator("#status")).to_contain_text("yes — the server answered the connect after")
+        try:
+            expect(tab.locator("#status")).to_contain_text("yes — the server answered the connect after")
+        except AssertionError as error:  # what the page and the server saw, to find out why
+            rows = [(round(e["t"], 2), e["kind"], e["event"]) for e in timeline_of(tab)]
+            raise AssertionError(f"{name} page: {error}\ntransport: {tab.text_content('#transport')}"
+                                 f"\ntimeline: {rows}\nloops: {loops_of(server)}") from None
         seen[name]["timeline"] = timeline_of(tab)
     seen["default"]["loop"] = loops_of(blocking)[before["default"]]
     seen["websocket"]["loop"] = loops_of(other)[before["websocket"]]
