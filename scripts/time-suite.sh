@@ -2,7 +2,9 @@
 # Time the everyday suite as `./lesson test` runs it: the wall time, the CPU time of
 # everything it started, and where that CPU time went: lesson servers, fork servers,
 # Chromium, Playwright's driver, notebook kernels, lesson commands run to completion,
-# the test processes, and the rest (Redis, helper scripts...), from what the test processes measure
+# the test processes, the processes left to this script when their parent ended (Chromium's
+# zygotes and their renderers: uncounted before 2026-12-07), and the rest (Redis, helper
+# scripts...), from what the test processes measure
 # when LESSON_CPU_LOG is set (tests/cpu_log.py). Then the time per async mode and for
 # the browser tests (from pytest's own per-test durations).
 # Usage: scripts/time-suite.sh [more pytest args]      (e.g. --full, or 01)
@@ -12,15 +14,41 @@ cd "$(dirname "$0")/.."
 report=$(mktemp -d)
 mkdir "$report/cpu"
 LESSON_CPU_LOG="$report/cpu" .venv/bin/python - "$report" "$@" <<'PY'
-import glob, json, os, resource, subprocess, sys, time
+import ctypes, glob, json, os, resource, subprocess, sys, time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 report, args = sys.argv[1], sys.argv[2:]
+# A process whose parent has gone is handed to init, and its CPU time to nobody: Chromium's
+# zygote (the parent of every renderer) is one. As a "child subreaper" this script gets
+# them instead, waits for them, and counts them (prctl(2), PR_SET_CHILD_SUBREAPER = 36).
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+    sys.exit("time-suite.sh: prctl(PR_SET_CHILD_SUBREAPER) failed: Linux only")
 started = time.monotonic()
-status = subprocess.call(["./lesson", "test", f"--junitxml={report}/junit.xml", "-q", *args],
+suite = subprocess.Popen(["./lesson", "test", f"--junitxml={report}/junit.xml", "-q", *args],
                          stdin=subprocess.DEVNULL)
-wall = time.monotonic() - started
+status, orphans, deadline = None, defaultdict(float), None
+while True:  # wait for the suite and for every orphan it left to this script
+    try:
+        exited = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT | (os.WNOHANG if deadline else 0))
+    except ChildProcessError:  # nothing left
+        break
+    if exited is None:  # the suite is over, some orphans still run
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+        continue
+    try:
+        with open(f"/proc/{exited.si_pid}/comm") as comm:  # a zombie still has its name
+            name = comm.read().strip()
+    except OSError:
+        name = "?"
+    pid, code, child_usage = os.wait4(exited.si_pid, 0)
+    if pid == suite.pid:
+        status, wall, deadline = os.waitstatus_to_exitcode(code), time.monotonic() - started, time.monotonic() + 10
+        suite.returncode = status  # reaped here, not by Popen
+    else:
+        orphans[name] += child_usage.ru_utime + child_usage.ru_stime
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process it started, waited for
 total = usage.ru_utime + usage.ru_stime
 
@@ -35,7 +63,13 @@ print("CPU seconds per part:")
 for part in ("lesson servers", "fork servers", "Chromium", "Playwright's driver",
              "notebook kernels", "lesson commands", "test processes"):
     print(f"  {part:<32} {parts[part]:7.1f} s")
-print(f"  {'other (Redis, helper scripts...)':<32} {total - sum(parts.values()):7.1f} s")
+print(f"  {'orphans, by name (see above)':<32} {sum(orphans.values()):7.1f} s   "
+      + ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(orphans.items(), key=lambda o: -o[1])))
+print(f"  {'other (Redis, helper scripts...)':<32} {total - sum(parts.values()) - sum(orphans.values()):7.1f} s")
+left = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "pid=,comm="], capture_output=True, text=True).stdout.split("\n")
+left = [line.strip() for line in left if line.strip() and "ps" not in line.split()]
+if left:
+    print(f"still running 10 s after the suite, not counted: {left}")
 
 browser = subprocess.run(["./lesson", "test", "--collect-only", "-q", "-m", "browser", "-n", "0",
                           *[arg for arg in args if arg != "--full"]],
