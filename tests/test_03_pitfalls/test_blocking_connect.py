@@ -249,8 +249,9 @@ def watch_pages_while_looping(servers, tabs):
     # The page's button lets the handlers return.
     for name, tab, server in (("default", default, blocking), ("websocket", websocket, other)):
         tab.click("#stop-loops")
-        try:
-            expect(tab.locator("#status")).to_contain_text("yes — the server answered the connect after")
+        try:  # five steps between two processes and the browser's: twice the bound of one event
+            expect(tab.locator("#status")).to_contain_text("yes — the server answered the connect after",
+                                                           timeout=2 * EVENT_TIMEOUT * 1000)
         except AssertionError as error:  # what the page and the server saw, to find out why
             rows = [(round(e["t"], 2), e["kind"], e["event"]) for e in timeline_of(tab)]
             raise AssertionError(f"{name} page: {error}\ntransport: {tab.text_content('#transport')}"
