@@ -27,6 +27,7 @@ after the last client connected, not earlier, in every mode. Not a leak, but
 the wait cannot be shorter without changing the server's ping interval.
 """
 import json
+import re
 import selectors
 import time
 import urllib.error
@@ -144,6 +145,20 @@ def counts(snapshot):
     return {key: value for key, value in snapshot.items() if value is not None}
 
 
+# python-socketio's Manager.connect() is not thread-safe: 50 connects at once to a threading
+# server can log this KeyError, harmless (the CONNECT packet is out before it): README,
+# "Keeping it fast", and docs/evidence/socketio_pending_connect_race.py. Any other traceback,
+# or this one in eventlet or gevent (whose greenlets do not switch there), fails the test.
+PENDING_CONNECT_RACE = re.compile(
+    r"message handler error\nTraceback \(most recent call last\):\n(?:  .*\n)*?"
+    r"  File \"[^\"\n]*socketio/base_manager\.py\", line \d+, in connect\n"
+    r"    .*pending_connect\[namespace\].*\n(?:    .*\n)*KeyError: '/test_conn'\n")
+
+
+def without_the_pending_connect_race(stderr, mode):
+    return PENDING_CONNECT_RACE.sub("", stderr) if mode == "threading" else stderr
+
+
 @pytest.fixture(scope="module")
 def server(mode):
     server = LessonServer("02", mode=mode, settings={"MESS_INTERVAL": INTERVAL})
@@ -151,7 +166,7 @@ def server(mode):
     server.start()
     yield server
     stderr = server.stop()
-    assert "Traceback" not in stderr, stderr
+    assert "Traceback" not in without_the_pending_connect_race(stderr, mode), stderr
 
 
 def test_stats_endpoint_is_off_by_default(serve):
@@ -206,3 +221,31 @@ def test_200_clients_in_waves_share_one_stream_and_leave_nothing_behind(server, 
     print(f"\n[{mode}] {len(crowd.left)} clients, witness seq {seqs[0]}..{seqs[-1]}; "
           f"baseline {baseline}, all connected {peak}, after {latest}; waves "
           f"{waves_done - started:.1f} s, back to baseline {time.monotonic() - waves_done:.1f} s later")
+
+
+# What the CI's threading server logged once (Python 3.12), paths shortened.
+RACE_LOGGED = """message handler error
+Traceback (most recent call last):
+  File "/venv/lib/python3.12/site-packages/engineio/server.py", line 477, in run_handler
+    return self.handlers[event](*args)
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/venv/lib/python3.12/site-packages/socketio/server.py", line 673, in _handle_eio_message
+    self._handle_connect(eio_sid, pkt.namespace, pkt.data)
+  File "/venv/lib/python3.12/site-packages/socketio/server.py", line 578, in _handle_connect
+    self.manager.connect(sid, namespace)
+  File "/venv/lib/python3.12/site-packages/socketio/base_manager.py", line 82, in connect
+    if len(self.pending_connect[namespace]) == 0:  # pragma: no branch
+           ~~~~~~~~~~~~~~~~~~~~^^^^^^^^^^^
+KeyError: '/test_conn'
+"""
+
+
+def test_only_the_pending_connect_race_of_a_threading_server_is_let_through():
+    assert without_the_pending_connect_race(RACE_LOGGED + "lesson: stopped\n", "threading") == "lesson: stopped\n"
+    # the same traceback from a green server, or any other KeyError, still fails the test
+    assert without_the_pending_connect_race(RACE_LOGGED, "gevent") == RACE_LOGGED
+    other_key = RACE_LOGGED.replace("KeyError: '/test_conn'", "KeyError: '/chat'")
+    other_place = RACE_LOGGED.replace("line 82, in connect", "line 140, in disconnect")
+    other_error = RACE_LOGGED.replace("KeyError: '/test_conn'", "ValueError: list.remove(x): x not in list")
+    for stderr in (other_key, other_place, other_error):
+        assert "Traceback" in without_the_pending_connect_race(stderr, "threading"), stderr
