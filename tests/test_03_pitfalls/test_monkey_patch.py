@@ -24,9 +24,8 @@ from playwright.sync_api import expect
 from harness import (EVENT_TIMEOUT, LessonServer, RecordingClient, http_request, run_lesson_command,
                      start_all, wait_until)
 from lesson_launcher.serve import READY_LINE
-from scenes import Pinger
+from scenes import FIXED, NS, Pinger
 
-NS, FIXED = "/test_conn", "/test_conn_fixed"
 BLOCK = 0.4   # FLASK_BLOCK_SECONDS
 WAYS = ("time.sleep", "sleep", "socket", "requests")  # each blocks in the standard library
 PATCHINGS = {"eventlet": ("none", "late", "early"), "gevent": ("none", "late", "early"),
@@ -267,9 +266,9 @@ def test_monkey_patch_fixed_page_waits_with_socketio_sleep_and_nobody_freezes(se
 def locks(servers, waits):
     """Two clients at once: "block" {"how": "lock"}; another pings. Per patching: the
     acknowledgements that came within 4 x BLOCK, and the pongs answered from 1.25 x BLOCK
-    on (answered_during): by then a served server has answered the first holder, and a deadlocked one
-    has stopped for good. (Before, a loaded machine may deliver the second holder's
-    request after a ping, which a server not yet deadlocked answers.)"""
+    on (answered_during): by then a served server has answered the first holder, and a
+    deadlocked one has stopped for good. (Before, a loaded machine may deliver the second
+    holder's request after a ping, which a server not yet deadlocked answers.)"""
     def measure(patch, server):
         holders = [RecordingClient(server.url, (NS,)).connect() for _ in range(2)]
         acks, both = [], threading.Event()
