@@ -184,6 +184,28 @@ def arrived(timeline, event):
     return [e for e in timeline if e["kind"] == "arrived" and e["event"] == event]
 
 
+def held_back(timeline, event):
+    """The `event` pushes whose handler ran only after a later delivery (another
+    long-poll response or WebSocket message) had reached the page: held back.
+
+    Timing-free on purpose: socket.io-client hands a packet to its handler in a
+    microtask of the task that delivered it, so a push that is not held is handled
+    before the next delivery can arrive, however slow a busy machine runs the tab."""
+    waiting, held = {}, []  # waiting: push -> the delivery that brought it
+    for entry in timeline:
+        key = json.dumps(entry["data"], sort_keys=True)
+        if entry["kind"] == "arrived":
+            for push, via in waiting.items():
+                if via != entry["via"]:
+                    held.append(push)
+            if entry["event"] == event:
+                waiting[key] = entry["via"]
+        elif entry["kind"] == "handled" and entry["event"] == event:
+            waiting.pop(key, None)
+    held = set(held)
+    return [e for e in handled(timeline, event) if json.dumps(e["data"], sort_keys=True) in held]
+
+
 def after_upgrade(timeline, event):
     """The `event` pushes handled after the page's upgrade to WebSocket finished."""
     upgraded = [e["t"] for e in timeline if e["kind"] == "status" and e["event"] == "upgraded"]

@@ -18,7 +18,8 @@ from playwright.sync_api import expect
 
 from harness import EVENT_TIMEOUT, LessonServer, RecordingClient, http_request, wait_until
 from scenes import (FIXED, NS, PUSH, after_upgrade, arrived, connect_entry, get_json, handled,
-                    moments, only, servers_running, side_by_side, stop_all, timeline_of)
+                    held_back, moments, only, servers_running, side_by_side, stop_all,
+                    timeline_of)
 
 LOOP = 0.5          # FLASK_LOOP_SECONDS of the server that shows that setting
 
@@ -280,6 +281,8 @@ def assert_held_pushes_handled_at_once_before_connect(seen):
     assert {m["task"] for m in messes} == {connected["task"]}, timeline
     assert messes[0]["t"] >= button["t"]
     assert messes[-1]["t"] <= connected["t"]
+    # held back: each one handled only after a later delivery had reached the page
+    assert held_back(timeline, "mess") == messes, timeline
 
 
 @pytest.mark.browser
@@ -340,11 +343,11 @@ def test_blocking_connect_fixed_page_connects_at_once_and_shows_each_push(while_
     # WebSocket wait for the upgrade and arrive together when it completes: on a
     # busy machine that can be five or more. So count the moments after it.)
     assert len(moments(after_upgrade(seen["timeline"], "mess"))) >= 4, seen["timeline"]
-    # Each one handled as it arrived: nothing held back. (The broken page holds its
-    # first push for 2 * PUSH at least: until the button, pressed after the third
-    # push. The bound leaves room for a renderer kept waiting by a busy machine.)
-    arrival = {m["data"]["seq"]: m["t"] for m in arrived(seen["timeline"], "mess")}
-    assert all(m["t"] - arrival[m["data"]["seq"]] < 2 * PUSH for m in messes), (messes, arrival)
+    # Each one handled as it arrived: before the next delivery reached the page, nothing
+    # held back (the broken pages' pushes all are: see assert_held_pushes_handled_...).
+    # Not a time bound: a renderer kept waiting by a busy machine (CI under --full once
+    # took 0.2 s between a push's arrival and its handler) would fail it, the lesson fine.
+    assert held_back(seen["timeline"], "mess") == [], seen["timeline"]
 
 
 def test_blocking_connect_no_loop_is_left_running_once_its_clients_are_gone(blocking_servers):
