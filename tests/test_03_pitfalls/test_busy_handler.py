@@ -180,3 +180,19 @@ def test_busy_handler_the_ticker_stops_when_the_last_client_leaves(busy, connect
     client.wait_for("tick")
     client.close()
     wait_until(lambda: not get_json(busy, "/loops")["ticker"]["running"], what="the ticker to stop")
+
+
+@pytest.mark.browser
+def test_busy_handler_page_left_open_shows_its_newest_100_rows_and_keeps_them_all(busy, page):
+    # Every demo's page (templates/base.html) keeps its timeline table short; this one
+    # gets a tick every 50 ms. 150 more rows, then the table holds the newest 100 of all.
+    page.goto(busy.url, wait_until="commit")
+    wait_until(lambda: handled(timeline_of(page), "tick"), what="a tick on the page")
+    page.evaluate("for (let i = 0; i < 150; i++) record('status', 'a row of the test', `row ${i}`)")
+    shown = page.eval_on_selector_all("#timeline tr", "rows => rows.map((row) => row.dataset.event)")
+    kept = [entry["event"] for entry in timeline_of(page)]
+
+    assert len(shown) == 100, shown
+    assert shown.index("row 149") < shown.index("row 148"), shown  # the newest on top
+    assert "row 0" not in shown and "row 0" in kept and len(kept) >= 151, kept
+    assert "The newest 100 rows are shown" in page.text_content("body")
