@@ -6,6 +6,7 @@ deadline, and a failed wait says what did arrive.
 """
 import http.client
 import os
+import re
 import subprocess
 import threading
 import time
@@ -123,6 +124,22 @@ def start_all(servers):
             server.kill()
         raise errors[0]
     return servers
+
+
+# python-socketio 5.18's Manager.connect() is not thread-safe: two connects to one namespace
+# of a threading server that finish at once can log this KeyError, harmless (the CONNECT
+# packet is out before it): README, "Four things found on the way", and
+# docs/evidence/socketio_pending_connect_race.py. Any other traceback, or this one from an
+# eventlet or gevent server (whose greenlets do not switch there), still fails a test.
+PENDING_CONNECT_RACE = re.compile(
+    r"message handler error\nTraceback \(most recent call last\):\n(?:  .*\n)*?"
+    r"  File \"[^\"\n]*socketio/base_manager\.py\", line \d+, in connect\n"
+    r"    .*pending_connect\[namespace\].*\n(?:    .*\n)*KeyError: '/[^'\n]*'\n")
+
+
+def without_the_pending_connect_race(stderr, mode):
+    """A server's stderr, less that one harmless traceback if the server ran in threading mode."""
+    return PENDING_CONNECT_RACE.sub("", stderr) if mode == "threading" else stderr
 
 
 class LessonServer(LessonProcess):
