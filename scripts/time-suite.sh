@@ -7,7 +7,8 @@
 # scripts...), from what the test processes measure
 # when LESSON_CPU_LOG is set (tests/cpu_log.py). Then the time per async mode and for
 # the browser tests (from pytest's own per-test durations).
-# Usage: scripts/time-suite.sh [more pytest args]      (e.g. --full, or 01)
+# Usage: scripts/time-suite.sh [more pytest args]      (e.g. 01, or --full: then the times
+# per mode and for the browser tests are those of its second pytest run, the stress tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./lesson list >/dev/null  # a first run installs .venv/: not part of the suite's time
