@@ -75,10 +75,17 @@ def start_stack(mode, *extra_args):
     return Stack(launcher.start(timeout=60), traps=extra_args.count("--trap"))
 
 
+def alive(pid):
+    """Running, and not a zombie (dead, waiting for whoever adopted it to read its status)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone, even between two looks at it
+        return False
+
+
 def stop_stack(stack):
     stderr = stack.launcher.stop()  # Ctrl-C: exit status 0, asserted by stop()
-    left = [pid for pid in stack.pids if psutil.pid_exists(pid)
-            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    left = [pid for pid in stack.pids if alive(pid)]
     assert not left, f"Ctrl-C left processes of the stack behind: {left}"
     # A client that goes away in the middle of its WebSocket upgrade (a tab of a trap site
     # that navigates away) makes gunicorn's gevent worker log "Socket error processing
