@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness import InOrderEngineIOClient, run_lesson_command
+from harness import InOrderEngineIOClient, free_port, run_lesson_command
 from lesson_launcher import forkserver
 
 
@@ -64,3 +64,15 @@ def test_the_fork_server_tells_a_childs_exit_status_and_cpu_time():
     assert child.wait(10) == 0
     assert stdout.startswith("app ")
     assert isinstance(child.cpu_seconds, float)  # (from wait4: may be 0.0 for so short a life)
+
+
+def test_free_port_leaves_the_shared_random_generator_alone():
+    # Hypothesis seeds the random module for each example it runs, and warns when
+    # something draws from it meanwhile; and processes seeded alike would pick alike.
+    random.seed(2019)
+    state = random.getstate()
+
+    ports = {free_port() for _ in range(5)}
+
+    assert random.getstate() == state
+    assert len(ports) > 1 and all(1024 < port < 65536 for port in ports), ports

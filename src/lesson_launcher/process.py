@@ -60,8 +60,11 @@ def free_port() -> int:
             first_ephemeral = int(ports.read().split()[0])
     except (OSError, ValueError, IndexError):  # not Linux
         first_ephemeral = 32768
+    # A generator of its own, seeded by the OS: the module's shared one may be seeded
+    # alike in several processes (Hypothesis seeds it for each example of a test).
+    ports = random.SystemRandom()
     while True:
-        port = random.randrange(10000, max(first_ephemeral, 10001))
+        port = ports.randrange(10000, max(first_ephemeral, 10001))
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
