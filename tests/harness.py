@@ -126,6 +126,19 @@ def start_all(servers):
     return servers
 
 
+def alive(process) -> bool:
+    """Whether a process (a psutil.Process or a pid) still runs. A zombie does not: it
+    is dead, and only waits for whoever adopted it to read its exit status. A process
+    that ends between two looks at it does not either (CI saw psutil raise there)."""
+    import psutil
+
+    try:
+        process = psutil.Process(process) if isinstance(process, int) else process
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 # python-socketio 5.18's Manager.connect() is not thread-safe: two connects to one namespace
 # of a threading server that finish at once can log this KeyError, harmless (the CONNECT
 # packet is out before it): README, "Four things found on the way", and

@@ -30,7 +30,7 @@ import requests
 from playwright.sync_api import expect
 from requests.adapters import HTTPAdapter
 
-from harness import (EVENT_TIMEOUT, ROOT, LessonServer, RecordingClient, run_lesson_command,
+from harness import (EVENT_TIMEOUT, ROOT, LessonServer, RecordingClient, alive, run_lesson_command,
                      wait_until)
 
 NS = "/test_conn"
@@ -73,14 +73,6 @@ def start_stack(mode, *extra_args):
     launcher = LessonServer("06", mode=mode, extra_args=extra_args, fork=False)
     launcher.die_with_parent = True  # a killed pytest takes the stack with it (see stack.py too)
     return Stack(launcher.start(timeout=60), traps=extra_args.count("--trap"))
-
-
-def alive(pid):
-    """Running, and not a zombie (dead, waiting for whoever adopted it to read its status)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # gone, even between two looks at it
-        return False
 
 
 def stop_stack(stack):

@@ -22,7 +22,7 @@ from nbclient.exceptions import CellExecutionError
 from traitlets.config import Config
 
 import cpu_log
-from harness import ROOT
+from harness import ROOT, alive
 from lesson_launcher import forkserver
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -179,18 +179,13 @@ def start_kernel_with_a_server(forked, folder):
 
 
 def gone(process, timeout=10):
-    """Wait until the process has ended. A zombie counts as ended: it is dead, and only
-    waits for whoever adopted it to read its exit status."""
+    """Wait until the process has ended (harness.alive: a zombie counts as ended)."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:  # it ended between is_running() and status() (CI, once)
-            return True
+    while alive(process):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
+    return True
 
 
 SCRIPT = """
