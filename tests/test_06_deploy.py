@@ -11,6 +11,7 @@ different backends the tests bind their sockets to other loopback /24s
 (127.0.N.1, still 127.0.0.0/8) and ask each backend who it is (its `backend`
 event). The last test of a mode kills one backend.
 """
+import contextlib
 import http.client
 import json
 import os
@@ -167,11 +168,11 @@ def polling_session(port, headers=None):
     return json.loads(body[1:])["sid"]
 
 
-def failed_requests(port, count=REQUESTS, at_once=1):
-    """One session, then ``count`` long-polling POSTs of it (a PONG packet, "3", which
-    every Engine.IO server accepts at any time), ``at_once`` at a time: how many got
-    400 Invalid session."""
-    sid = polling_session(port)
+def failed_requests(port, count=REQUESTS, at_once=1, sid=None):
+    """A session (a new one unless ``sid`` is given), then ``count`` long-polling POSTs
+    of it (a PONG packet, "3", which every Engine.IO server accepts at any time),
+    ``at_once`` at a time: how many got 400 Invalid session."""
+    sid = sid or polling_session(port)
     with ThreadPoolExecutor(at_once) as pool:
         answers = list(pool.map(lambda _: request(
             port, "POST", f"/socket.io/?EIO=4&transport=polling&sid={sid}", body=b"3"), range(count)))
@@ -338,23 +339,38 @@ def test_trap_backend_dies_clients_move(stack, clients):
 
 # --- trap 1: several workers in one gunicorn (its own stack: four more workers) ----
 
+@contextlib.contextmanager
+def paused(processes):
+    """SIGSTOP the processes (they accept nothing, answer nothing), SIGCONT them after."""
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
+
+
 @pytest.mark.stress
 @pytest.mark.parametrize("mode", ["gevent", "threading"])  # no eventlet worker: see below
 def test_trap_workers_invalid_session(mode):
-    """Which of four workers accepts a connection is the kernel's choice, and it is
-    skewed: a worker that just answered often takes the next one too (measured, 50
-    requests of a session: gevent 12-35 refused one after another, 0-34 eight at a
-    time; threading 0-21 one after another, 17-34 eight at a time). So sessions are
-    tried both ways until one request is refused, at most 10 sessions of 40."""
+    """gunicorn -w 4: a session lives in the worker that opened it, and any of the four
+    may accept the next connection. Which one is the kernel's choice, and it is skewed
+    (README: 0 to 35 of 50 requests refused here, none of 400 in one CI run), so the test
+    makes the choice: it pauses workers (SIGSTOP) so that only the one it wants can accept."""
     workers = start_stack(mode, "--backends", "1", "--trap", "workers")
     try:
-        refused = 0
-        for attempt in range(10):
-            refused = failed_requests(workers.traps["workers"], 40, at_once=1 + 7 * (attempt % 2))
-            if refused:
-                break
-        print(f"session {attempt + 1}: {refused} of 40 requests refused")
-        assert refused > 0
+        port = workers.traps["workers"]
+        gunicorn = psutil.Process(workers.backends["w4"])
+        processes = wait_until(lambda: gunicorn.children() if len(gunicorn.children()) == 4 else None,
+                               what="gunicorn's 4 workers")
+        opener, others = processes[0], processes[1:]
+        with paused(others):
+            sid = polling_session(port)  # only the opener can accept it
+            assert failed_requests(port, 10, sid=sid) == 0  # the opener knows the session
+        with paused([opener]):
+            # every request of the session lands on one of the three others: all refused
+            assert failed_requests(port, 10, sid=sid) == failed_requests(port, 10, at_once=4, sid=sid) == 10
         # one worker per gunicorn, as in the correct site: nothing refused, one way or the other
         assert failed_requests(workers.port, 40) == failed_requests(workers.port, 40, at_once=8) == 0
     finally:

@@ -14,7 +14,6 @@ from scenes import FIXED, NS, Pinger, get_json, handled, timeline_of
 
 BUSY = 0.6          # FLASK_BUSY_SECONDS of busy_handler
 TICK = 0.05         # FLASK_PUSH_INTERVAL of busy_handler
-IDLE_PONGS = 9      # round trips timed before the work, for the machine's pace
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +30,7 @@ def watch_while_working(server, namespace, work):
         watcher.wait_for("tick", 2, namespace=namespace)
         # non-stop: the gevent test compares the pongs with the pieces of work
         with Pinger(watcher, namespace, timeout=BUSY + EVENT_TIMEOUT, pace=0) as pinger:
-            # First some round trips with nothing to do: how fast this machine, as
-            # loaded as it is now, lets a client ping a server that is free.
-            wait_until(lambda: len(pinger.pongs) >= IDLE_PONGS, what=f"{IDLE_PONGS} pongs before the work")
-            idle = sorted(back - sent for sent, back in pinger.pongs[:IDLE_PONGS])[IDLE_PONGS // 2]
+            wait_until(lambda: pinger.pongs, what="a pong before the work")  # pinging is under way
             started = time.monotonic()
             try:
                 ack = work()
@@ -59,7 +55,6 @@ def watch_while_working(server, namespace, work):
         # the machine's monotonic clock)
         "pongs_during_work": sum(ack["started_at"] <= back <= ack["ended_at"]
                                  for sent, back in pongs),
-        "idle_round_trip": idle,  # the median of the IDLE_PONGS before the work
     }
 
 
@@ -179,14 +174,12 @@ def test_busy_handler_fixed_in_gevent_the_others_get_a_turn_only_about_every_50_
         assert pongs <= pieces / 25 + 2, seen  # about pieces / 50: 16 for 744 here
     else:
         # About pieces / 3 on an idle machine (211 for 639 in eventlet): a ping waits a
-        # piece or two, and the client's own round trip. A loaded machine slows the
-        # client (CI: 13 pongs for 256 pieces in threading), so the bound takes its pace
-        # from the round trips timed just before the work: at least half the pongs of a
-        # server that made each ping wait 10 pieces. (gevent's wait of about 50 pieces
-        # falls short of it: 6 for 277 pieces against a bound of 12.9.)
-        work_seconds = seen["ack"]["ended_at"] - seen["ack"]["started_at"]
-        piece = work_seconds / pieces
-        assert pongs >= work_seconds / (seen["idle_round_trip"] + 10 * piece) / 2, seen
+        # piece or two (eventlet: its hub polls at every sleep(0)), or a few handovers of
+        # the GIL (threading: the work thread is made to let go every 5 ms). A loaded
+        # machine slows both the pieces and the turns (CI, threading: 13 pongs for 256
+        # pieces, 12 for 326), but no turn waits for 50 pieces: at least one pong per 40
+        # pieces. gevent falls short of that: 15-16 for 735-744 pieces, 6 for 277 loaded.
+        assert pongs >= pieces / 40 + 1, seen
 
 
 def test_busy_handler_the_ticker_stops_when_the_last_client_leaves(busy, connect):
