@@ -362,8 +362,12 @@ def test_trap_workers_invalid_session(mode):
     try:
         port = workers.traps["workers"]
         gunicorn = psutil.Process(workers.backends["w4"])
-        processes = wait_until(lambda: gunicorn.children() if len(gunicorn.children()) == 4 else None,
-                               what="gunicorn's 4 workers")
+
+        def four_workers():
+            children = gunicorn.children()
+            return children if len(children) == 4 else None
+
+        processes = wait_until(four_workers, what="gunicorn's 4 workers")
         opener, others = processes[0], processes[1:]
         with paused(others):
             sid = polling_session(port)  # only the opener can accept it
